@@ -1,0 +1,169 @@
+"""The chat websocket: authenticate, check ownership, forward to the turn service.
+
+It stays thin on purpose. Generation runs as its own task (generation.py), never inside
+`receive`, so Stop and disconnect are handled at once even while tokens flow.
+
+Messages from the page are JSON objects with a `type`:
+  {"type": "subscribe", "conversation": ID}   watch a conversation's live frames
+  {"type": "send", "conversation": ID or "", "message": TEXT, "client_id": ID}
+  {"type": "stop", "reply": ID}
+Everything sent back is HTML for htmx's out-of-band swaps (frames.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http import Http404
+
+from . import frames, generation, hub, services
+from .models import Conversation, Message
+from .selectors import get_conversation_for_user
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = "That conversation was not found."
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # Refused before accept: the handshake fails.
+            return
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self._leave()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send(text_data=frames.error("Messages must be text."))
+            return
+        if len(text_data) > settings.WS_MAX_MESSAGE_CHARS:
+            await self.send(text_data=frames.error("That message is too large to send."))
+            return
+        try:
+            payload = json.loads(text_data)
+        except ValueError:
+            await self.send(text_data=frames.error("That message could not be read."))
+            return
+        if not isinstance(payload, dict):
+            await self.send(text_data=frames.error("That message could not be read."))
+            return
+        handler = {
+            "subscribe": self.on_subscribe,
+            "send": self.on_send,
+            "stop": self.on_stop,
+        }.get(payload.get("type"))
+        if handler is None:
+            await self.send(text_data=frames.error("Unknown request."))
+            return
+        await handler(payload)
+
+    # --- message types --------------------------------------------------------------------
+    async def on_subscribe(self, payload: dict[str, Any]) -> None:
+        conversation = await self._conversation(payload.get("conversation"))
+        if conversation is not None:
+            await self._watch(conversation)
+
+    async def on_send(self, payload: dict[str, Any]) -> None:
+        text = payload.get("message")
+        conversation_id = payload.get("conversation") or None
+        try:
+            services.validate_text(text)
+        except services.TurnRefused as refused:
+            await self.send(text_data=frames.error(refused.message, restore=_str(text)))
+            return
+        if conversation_id is None:
+            conversation = await database_sync_to_async(services.conversation_create)(
+                user=self.scope["user"]
+            )
+            opened = True
+        else:
+            conversation = await self._conversation(conversation_id)
+            if conversation is None:
+                await self.send(text_data=frames.error(NOT_FOUND, restore=_str(text)))
+                return
+            opened = False
+        await self._watch(conversation)
+        try:
+            turn = await database_sync_to_async(services.turn_start)(
+                user=self.scope["user"],
+                conversation=conversation,
+                text=text,
+                client_id=_str(payload.get("client_id")),
+            )
+        except services.TurnRefused as refused:
+            await self.send(text_data=frames.error(refused.message, restore=_str(text)))
+            return
+        if opened:
+            await self.send(text_data=frames.conversation_opened(turn.conversation))
+        await generation.launch(turn)
+
+    async def on_stop(self, payload: dict[str, Any]) -> None:
+        reply = await self._reply(payload.get("reply"))
+        if reply is None:
+            await self.send(text_data=frames.error("There is no reply to stop."))
+            return
+        generation.stop(reply.pk)
+
+    # --- helpers --------------------------------------------------------------------------
+    async def _conversation(self, conversation_id: object) -> Conversation | None:
+        try:
+            return await database_sync_to_async(get_conversation_for_user)(
+                self.scope["user"], conversation_id
+            )
+        except Http404:
+            await self.send(text_data=frames.error(NOT_FOUND))
+            return None
+
+    @database_sync_to_async
+    def _reply(self, reply_id: object) -> Message | None:
+        """The reply with this id, if the user owns its conversation."""
+        try:
+            key = int(str(reply_id))
+        except ValueError:
+            return None
+        return Message.objects.filter(
+            pk=key, role=Message.Role.ASSISTANT, conversation__owner=self.scope["user"]
+        ).first()
+
+    async def _watch(self, conversation: Conversation) -> None:
+        group = hub.group_name(conversation.pk)
+        if group == self.group:
+            return
+        await self._leave()
+        self.group = group
+        hub.subscribe(group, self)
+        if settings.CHANNEL_LAYER_SHARED:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _leave(self) -> None:
+        if self.group is None:
+            return
+        hub.unsubscribe(self.group, self)
+        if settings.CHANNEL_LAYER_SHARED:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.group = None
+
+    # --- frames in ------------------------------------------------------------------------
+    async def deliver(self, frame: str) -> None:
+        """A frame for this socket from a generation in this process."""
+        await self.send(text_data=frame)
+
+    async def relay_frame(self, event: dict[str, Any]) -> None:
+        """A frame from another process, through the channel layer."""
+        if event.get("origin") != settings.PROCESS_ID:
+            await self.send(text_data=event["frame"])
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""

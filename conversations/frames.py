@@ -1,0 +1,60 @@
+"""The HTML fragments sent over the websocket, each an htmx out-of-band swap.
+
+Whole messages are rendered with the same template partial as the page, so what a socket
+shows and what a reload shows cannot drift apart. Token batches are built by hand: they
+are the hot path and only ever carry escaped text.
+"""
+
+from __future__ import annotations
+
+from django.template.loader import render_to_string
+from django.utils.html import escape
+
+from .models import Conversation, Message
+
+PAGE = "conversations/chat.html"
+
+
+def render_message(message: Message, *, oob: bool = False) -> str:
+    return render_to_string(f"{PAGE}#message", {"message": message, "oob": oob})
+
+
+def batch(reply_id: int, seq: int, text: str) -> str:
+    """Append a batch of streamed text to the reply being written."""
+    return (
+        f'<div hx-swap-oob="beforeend:#m-{reply_id}-text">'
+        f'<span data-seq="{seq}">{escape(text)}</span></div>'
+    )
+
+
+def turn_started(user_message: Message, reply: Message) -> str:
+    """The user's message and the empty reply, appended to the message list."""
+    return (
+        '<div hx-swap-oob="beforeend:#messages">'
+        f"{render_message(user_message)}{render_message(reply)}</div>"
+        '<div id="chat-error" hx-swap-oob="true" class="chat-error" role="alert"></div>'
+    )
+
+
+def message_replaced(message: Message) -> str:
+    """A message re-rendered in place: a reply that finished, failed or stopped."""
+    return render_message(message, oob=True)
+
+
+def conversation_opened(conversation: Conversation) -> str:
+    """Tell the page which conversation it is now in (its address bar follows), and put
+    the conversation at the top of the list."""
+    return render_to_string(
+        f"{PAGE}#conversation-opened", {"conversation": conversation, "oob": True}
+    )
+
+
+def error(text: str, *, restore: str | None = None) -> str:
+    """A problem with what the user sent; `restore` puts their text back in the box."""
+    frame = (
+        '<div id="chat-error" hx-swap-oob="true" class="chat-error" role="alert">'
+        f"{escape(text)}</div>"
+    )
+    if restore is not None:
+        frame += render_to_string(f"{PAGE}#composer-text", {"text": restore, "oob": True})
+    return frame

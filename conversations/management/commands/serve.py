@@ -1,0 +1,65 @@
+"""`manage.py serve`: migrate, then serve HTTP and websockets with daphne.
+
+With no provider configured it also starts the claude-4-6 simulator inside the process, so
+a fresh clone chats out of the box with nothing else running.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Apply migrations and serve the chat app (HTTP and websockets) with daphne."
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-migrate", action="store_true", help="skip migrations")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # daphne installs Twisted's asyncio reactor on import: it must come first.
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        self.check(display_num_errors=True)
+        if not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=1)
+        if not settings.LLM_PROVIDER:
+            self._start_simulator()
+
+        from chatsite.asgi import application
+
+        host, port = options["host"], options["port"]
+        self.stdout.write(self.style.SUCCESS(f"Serving on http://{host}:{port}/"))
+        Server(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=host, port=port),
+            signal_handlers=True,
+            ping_interval=20,
+            ping_timeout=30,
+            websocket_handshake_timeout=10,
+            application_close_timeout=10,
+            server_name="chatsite",
+        ).run()
+
+    def _start_simulator(self) -> None:
+        from llm.simulator import SimulatorConfig, start_in_thread
+
+        key = "sim-" + secrets.token_urlsafe(16)
+        running = start_in_thread(
+            SimulatorConfig(latency_ms=settings.SIMULATOR_LATENCY_MS, api_key=key)
+        )
+        settings.ANTHROPIC_BASE_URL = running.url
+        settings.ANTHROPIC_API_KEY = key
+        settings.LLM_PROVIDER = "anthropic"
+        self.stdout.write(
+            f"No LLM_PROVIDER set: answering with the built-in claude-4-6 simulator at "
+            f"{running.url} ({settings.SIMULATOR_LATENCY_MS} ms per token)."
+        )

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from billing.errors import entry_for
+
+
+class Conversation(models.Model):
+    # Public ids are random: a guessed URL leads nowhere, and ids say nothing about volume.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or "New chat"
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversation", args=[self.id])
+
+    @property
+    def display_title(self) -> str:
+        return self.title or "New chat"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"  # a user message, or a reply that ended normally
+        PENDING = "pending"  # a reply whose generation has not produced text yet
+        STREAMING = "streaming"
+        CUT_OFF = "cut_off"  # ended by max_tokens
+        STOPPED = "stopped"  # the user pressed Stop
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"  # its process died mid-generation
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    # A finished reply's Markdown rendered to safe HTML once, so pages never re-render it.
+    content_html = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    # Made by the browser for each send, so a resend of the same message is recognised.
+    # NULL for replies: NULLs never collide in the unique constraint below.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    # For a reply: the user message it answers.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
+    )
+    model = models.CharField(max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=40, blank=True)
+    error_kind = models.CharField(max_length=40, blank=True)
+    # Upstream details for admins and support; never shown to the user as such.
+    error_detail = models.TextField(blank=True)
+    upstream_request_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                name="message_client_id_unique_per_conversation",
+            )
+        ]
+        indexes = [models.Index(fields=["conversation", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in {self.Status.PENDING, self.Status.STREAMING}
+
+    @property
+    def error_text(self) -> str:
+        """What the user reads about a failed reply: the error catalog's words."""
+        return entry_for(self.error_kind).user_message if self.error_kind else ""
+
+    @property
+    def dom_id(self) -> str:
+        return f"m-{self.pk}"

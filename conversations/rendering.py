@@ -1,0 +1,90 @@
+"""Markdown to safe HTML, on the server.
+
+markdown-it-py parses with raw HTML turned off (HTML in the text shows as text), Pygments
+highlights fenced code, and nh3 (ammonia) sanitises the result against an allowlist as a
+second wall: no tag, attribute or URL scheme outside it reaches the page. Images are
+rendered as links, so a reply cannot make the browser fetch an outside URL.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from mdit_py_plugins.tasklists import tasklists_plugin
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+_FORMATTER = HtmlFormatter(nowrap=True)
+_ALLOWED_TAGS = {
+    "a", "b", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5",
+    "h6", "hr", "i", "input", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "sup",
+    "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+_ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "div": {"class"},
+    "input": {"type", "checked", "disabled"},
+    "li": {"class"},
+    "ol": {"start"},
+    "pre": {"class"},
+    "span": {"class"},
+    "td": {"style"},
+    "th": {"style"},
+    "ul": {"class"},
+}
+_ALLOWED_SCHEMES = {"http", "https", "mailto"}
+
+
+def _fence(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    language = token.info.strip().split(maxsplit=1)[0] if token.info.strip() else ""
+    try:
+        lexer = get_lexer_by_name(language) if language else None
+    except ClassNotFound:
+        lexer = None
+    code = highlight(token.content, lexer, _FORMATTER) if lexer else escapeHtml(token.content)
+    label = escapeHtml(language) if lexer else "text"
+    return (
+        f'<div class="codeblock"><div class="codeblock-bar"><span class="codeblock-lang">'
+        f'{label}</span></div><pre class="highlight"><code class="language-{label}">'
+        f"{code}</code></pre></div>\n"
+    )
+
+
+def _image(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    src = token.attrGet("src") or ""
+    alt = self.renderInlineAsText(token.children or [], options, env) or src
+    return f'<a href="{escapeHtml(src)}">{escapeHtml(alt)}</a>'
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.use(tasklists_plugin)
+    md.add_render_rule("fence", _fence)
+    md.add_render_rule("code_block", _fence)
+    md.add_render_rule("image", _image)
+    return md
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML that is safe to put in the page as it is."""
+    html = _markdown().render(text)
+    return nh3.clean(
+        html,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes=_ALLOWED_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        filter_style_properties={"text-align"},
+        strip_comments=True,
+    )

@@ -1,0 +1,59 @@
+"""Reads. Every object-scoped read goes through `get_conversation_for_user`."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from django.http import Http404
+
+from llm.base import ChatMessage
+
+from .models import Conversation, Message
+
+
+def get_conversation_for_user(
+    user: AbstractBaseUser | AnonymousUser, conversation_id: object
+) -> Conversation:
+    """The conversation with this id if `user` owns it; Http404 otherwise, whatever the
+    reason (no such id, someone else's, a malformed id), so nothing can be learned."""
+    if not user.is_authenticated:
+        raise Http404("No such conversation")
+    try:
+        key = uuid.UUID(str(conversation_id))
+    except (TypeError, ValueError, AttributeError):
+        raise Http404("No such conversation") from None
+    try:
+        return Conversation.objects.get(pk=key, owner=user)
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation") from None
+
+
+def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(owner=user).order_by("-updated_at")
+
+
+def messages_for_page(conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.order_by("created_at", "id"))
+
+
+def history_for(conversation: Conversation, *, up_to: Message) -> list[ChatMessage]:
+    """The messages sent to the model for a reply to `up_to`: every user message and every
+    reply with text, in order. Failed replies without text are left out, so the history
+    still alternates user/assistant as the Messages API requires."""
+    rows = (
+        conversation.messages.filter(id__lte=up_to.id)
+        .order_by("created_at", "id")
+        .values_list("role", "content", "status")
+    )
+    history: list[ChatMessage] = []
+    for role, content, _status in rows:
+        if not content.strip():
+            continue
+        if history and history[-1].role == role:
+            # Two in a row of one role (a failed reply in between): merge them.
+            history[-1] = ChatMessage(role, history[-1].content + "\n\n" + content)
+        else:
+            history.append(ChatMessage(role, content))
+    return history

@@ -1,0 +1,175 @@
+"""Writes: creating conversations and starting turns.
+
+Each function checks, then writes in one transaction; announcing to sockets and starting
+the generation happen after the commit (see `generation.launch`), so no socket is ever
+told about a row that was rolled back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing import catalog
+from llm.base import ChatRequest
+
+from .models import Conversation, Message
+from .selectors import history_for
+
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TITLE_LENGTH = 60
+
+
+class TurnRefused(Exception):
+    """The turn cannot start. The message is for the user; the text they typed is kept."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Turn:
+    conversation: Conversation
+    user_message: Message
+    reply: Message
+    request: ChatRequest | None  # None when this was a resend of a turn already started
+    created: bool
+
+
+def conversation_create(*, user: AbstractBaseUser, model: str | None = None) -> Conversation:
+    return Conversation.objects.create(owner=user, model=model or catalog.default_model())
+
+
+def _title_from(text: str) -> str:
+    first_line = " ".join(text.split())
+    if len(first_line) <= TITLE_LENGTH:
+        return first_line
+    return first_line[: TITLE_LENGTH - 1].rsplit(" ", 1)[0] + "…"
+
+
+def validate_text(text: object) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise TurnRefused("Type a message first.")
+    if len(text) > settings.MESSAGE_MAX_CHARS:
+        raise TurnRefused(
+            f"This message is too long ({len(text):,} characters). The limit is "
+            f"{settings.MESSAGE_MAX_CHARS:,}."
+        )
+    return text
+
+
+def turn_start(
+    *, user: AbstractBaseUser, conversation: Conversation, text: str, client_id: str
+) -> Turn:
+    """Save the user's message and an empty reply, and build the model request.
+
+    Idempotent on `client_id`: a second call with the same id (a double Enter, a resend
+    after a dropped connection) returns the turn the first call made and starts nothing.
+    The caller has already checked that `user` owns `conversation`.
+    """
+    text = validate_text(text)
+    if not CLIENT_ID_RE.match(client_id or ""):
+        raise TurnRefused("This message could not be sent. Reload the page and try again.")
+    existing = _existing_turn(conversation, client_id)
+    if existing:
+        return existing
+    try:
+        with transaction.atomic():
+            # Lock the conversation row so two turns of one conversation cannot both pass
+            # the "one active reply" check.
+            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            if locked.messages.filter(
+                role=Message.Role.ASSISTANT,
+                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+            ).exists():
+                raise TurnRefused(
+                    "Wait for the current reply to finish, or stop it, before sending."
+                )
+            user_message = Message.objects.create(
+                conversation=locked,
+                role=Message.Role.USER,
+                content=text,
+                client_id=client_id,
+                status=Message.Status.COMPLETE,
+            )
+            reply = Message.objects.create(
+                conversation=locked,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.PENDING,
+                reply_to=user_message,
+                model=locked.model,
+            )
+            if not locked.title:
+                locked.title = _title_from(text)
+            locked.updated_at = timezone.now()
+            locked.save(update_fields=["title", "updated_at"])
+            request = ChatRequest(
+                model=locked.model,
+                messages=history_for(locked, up_to=user_message),
+                max_tokens=catalog.max_output_tokens(locked.model),
+            )
+    except IntegrityError:
+        # Another request with this client id won the race: answer with its turn.
+        existing = _existing_turn(conversation, client_id)
+        if existing:
+            return existing
+        raise
+    return Turn(locked, user_message, reply, request, created=True)
+
+
+def _existing_turn(conversation: Conversation, client_id: str) -> Turn | None:
+    user_message = conversation.messages.filter(client_id=client_id).first()
+    if user_message is None:
+        return None
+    reply = user_message.replies.order_by("-id").first()
+    if reply is None:
+        return None
+    conversation.refresh_from_db()
+    return Turn(conversation, user_message, reply, request=None, created=False)
+
+
+def reply_finish(
+    *,
+    reply_id: int,
+    content: str,
+    content_html: str,
+    status: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    stop_reason: str = "",
+    error_kind: str = "",
+    error_detail: str = "",
+    upstream_request_id: str = "",
+) -> Message:
+    """Record how a reply ended. Only a reply still active is changed: a turn ends once."""
+    updated = Message.objects.filter(
+        pk=reply_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+    ).update(
+        content=content,
+        content_html=content_html,
+        status=status,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        stop_reason=stop_reason,
+        error_kind=error_kind,
+        error_detail=error_detail,
+        upstream_request_id=upstream_request_id,
+        updated_at=timezone.now(),
+    )
+    message = Message.objects.get(pk=reply_id)
+    if updated:
+        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
+    return message
+
+
+def reply_checkpoint(*, reply_id: int, content: str) -> None:
+    """Save the text so far of a reply still streaming."""
+    Message.objects.filter(
+        pk=reply_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+    ).update(content=content, status=Message.Status.STREAMING, updated_at=timezone.now())

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from .selectors import conversations_for_user, get_conversation_for_user, messages_for_page
+
+PAGE = "conversations/chat.html"
+
+
+def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
+    context["conversations"] = conversations_for_user(request.user)[:100]
+    return render(request, PAGE, context)
+
+
+@login_required
+def chat(request: HttpRequest) -> HttpResponse:
+    """A new, empty chat. The conversation is created by its first message."""
+    return _page(request, {"conversation": None, "messages": []})
+
+
+@login_required
+def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    return _page(
+        request, {"conversation": conversation, "messages": messages_for_page(conversation)}
+    )

@@ -1,0 +1,85 @@
+/* The chat page's own behaviour. Everything else is htmx and its websocket extension:
+ * the composer form is sent over the socket (ws-send) and every frame the server sends
+ * is an out-of-band swap. This file adds what htmx does not: Enter to send, a client id
+ * per message (so a resend is recognised), the address bar following the conversation,
+ * re-subscribing after a reconnect, and keeping the newest text in view. */
+(function () {
+  "use strict";
+
+  function chatState() {
+    return document.getElementById("chat-state");
+  }
+
+  function newClientId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
+  }
+
+  function messagesNearBottom() {
+    var el = document.getElementById("messages");
+    return !el || el.scrollHeight - el.scrollTop - el.clientHeight < 120;
+  }
+
+  function scrollToBottom() {
+    var el = document.getElementById("messages");
+    if (el) el.scrollTop = el.scrollHeight;
+  }
+
+  // Enter sends; Shift+Enter (and Enter while composing CJK text) makes a new line.
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (!target || target.id !== "message-input") return;
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (target.value.trim()) target.form.requestSubmit();
+    }
+  });
+
+  // Just before the composer goes over the socket: say which conversation it belongs to,
+  // give it an id, and empty the box (the server puts the text back if it refuses it).
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    var params = event.detail.parameters;
+    if (params.type !== "send") return;
+    var state = chatState();
+    params.conversation = state ? state.dataset.conversation : "";
+    params.client_id = newClientId();
+    var input = document.getElementById("message-input");
+    if (input) input.value = "";
+  });
+
+  // After every (re)connect, watch the conversation on screen again.
+  document.addEventListener("htmx:wsOpen", function (event) {
+    var state = chatState();
+    if (state && state.dataset.conversation) {
+      event.detail.socketWrapper.send(
+        JSON.stringify({ type: "subscribe", conversation: state.dataset.conversation })
+      );
+    }
+  });
+
+  var stickToBottom = true;
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    stickToBottom = messagesNearBottom();
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var state = chatState();
+    if (state && state.dataset.url && window.location.pathname !== state.dataset.url) {
+      // A new chat got its first message: the address bar follows the conversation.
+      window.history.pushState({ conversation: state.dataset.conversation }, "", state.dataset.url);
+      document.title = state.dataset.title;
+    }
+    if (stickToBottom) scrollToBottom();
+  });
+
+  // The page's content belongs to one address: going back or forward loads that page.
+  window.addEventListener("popstate", function () {
+    window.location.reload();
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    scrollToBottom();
+    var input = document.getElementById("message-input");
+    if (input) input.focus();
+  });
+})();
