@@ -71,8 +71,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- message types --------------------------------------------------------------------
     async def on_subscribe(self, payload: dict[str, Any]) -> None:
         conversation = await self._conversation(payload.get("conversation"))
-        if conversation is not None:
-            await self._watch(conversation)
+        if conversation is None:
+            await self.send(text_data=frames.error(NOT_FOUND))
+            return
+        await self._watch(conversation)
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         text = payload.get("message")
@@ -122,7 +124,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self.scope["user"], conversation_id
             )
         except Http404:
-            await self.send(text_data=frames.error(NOT_FOUND))
             return None
 
     @database_sync_to_async

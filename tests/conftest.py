@@ -1,0 +1,112 @@
+"""Shared fixtures: the simulator on loopback, named people, and websocket clients.
+
+alice owns conversations; bob is another user who must never see them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from chatsite.asgi import application
+from llm.simulator import RunningSimulator, SimulatorConfig, start_in_thread
+
+TEST_KEY = "sk-test-4b1d-never-shown"
+ORIGIN = "http://127.0.0.1:8000"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Give every test database access; async tests need real transactions.
+    for item in items:
+        if item.get_closest_marker("django_db") is None:
+            item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[RunningSimulator]:
+    """The claude-4-6 simulator as a real HTTP server, fast enough for tests."""
+    running = start_in_thread(
+        SimulatorConfig(latency_ms=1, rpm=100_000, api_key=TEST_KEY, ping_every=5)
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def use_simulator(simulator: RunningSimulator, settings: object) -> RunningSimulator:
+    settings.LLM_PROVIDER = "anthropic"  # type: ignore[attr-defined]
+    settings.ANTHROPIC_BASE_URL = simulator.url  # type: ignore[attr-defined]
+    settings.ANTHROPIC_API_KEY = TEST_KEY  # type: ignore[attr-defined]
+    settings.STREAM_BATCH_INTERVAL_MS = 20  # type: ignore[attr-defined]
+    return simulator
+
+
+@pytest.fixture
+def alice(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def bob(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("bob", password="bob-password-1")
+
+
+def session_cookie(user: object) -> str:
+    client = Client()
+    client.force_login(user)  # type: ignore[arg-type]
+    cookie = SimpleCookie()
+    cookie[settings.SESSION_COOKIE_NAME] = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return cookie.output(header="", sep="; ").strip()
+
+
+def communicator(
+    cookie: str | None = None, *, origin: str | None = ORIGIN, path: str = "/ws/chat/"
+) -> WebsocketCommunicator:
+    headers = []
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+def require(thing: str, reason: str) -> None:
+    """Skip on a laptop without `thing`; fail in CI, where it must be there."""
+    if os.environ.get("REQUIRE_SERVICES") or os.environ.get("CI"):
+        pytest.fail(f"{thing} is required here: {reason}")
+    pytest.skip(f"{thing} is not available: {reason}")
+
+
+@pytest.fixture
+def alice_cookie(alice: object) -> str:
+    return session_cookie(alice)
+
+
+@pytest.fixture
+def bob_cookie(bob: object) -> str:
+    return session_cookie(bob)
+
+
+async def receive_until(
+    comm: WebsocketCommunicator, needle: str, *, timeout: float = 10.0
+) -> list[str]:
+    """Every frame received up to and including the first that contains `needle`."""
+    import asyncio
+
+    frames: list[str] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise AssertionError(f"no frame with {needle!r} within {timeout}s; got {frames}")
+        frame = await comm.receive_from(timeout=remaining)
+        frames.append(frame)
+        if needle in frame:
+            return frames
