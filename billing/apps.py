@@ -3,4 +3,7 @@ from django.apps import AppConfig
 
 class BillingConfig(AppConfig):
     name = "billing"
-    verbose_name = "Billing and service settings"
+    verbose_name = "Billing and models"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the startup checks)

@@ -1,48 +1,134 @@
-"""Which provider answers for a model, built from settings.
+"""The model catalog at run time: which models can be used, who serves them, their tokens.
 
 Providers hold an HTTP connection pool, which belongs to the event loop that made it, so
-one provider is kept per running loop and configuration.
+one provider is kept per running loop and configuration. The local model is loaded once per
+process whatever the loop (llm.local keeps it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from llm.anthropic import AnthropicConfig, AnthropicProvider
-from llm.base import Provider
+from llm.base import Provider as ProviderClient
+from llm.local import LocalConfig, LocalProvider, bundled_model_path, shared_model
+from llm.openai import OpenAIConfig, OpenAIProvider
 
-_providers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Provider]] = (
-    weakref.WeakKeyDictionary()
-)
+from .models import CatalogModel, Provider
+
+# Bytes per token we assume for models whose tokenizer we do not have: English runs near
+# four bytes a token and CJK near three, so three over-counts (fits less history, never
+# more than the window). Each message adds a few tokens of framing.
+BYTES_PER_TOKEN_ESTIMATE = 3
+MESSAGE_OVERHEAD_TOKENS = 4
 
 
-def _anthropic_config() -> AnthropicConfig:
-    return AnthropicConfig(
-        base_url=settings.ANTHROPIC_BASE_URL,
-        api_key=settings.ANTHROPIC_API_KEY,
-        version=settings.ANTHROPIC_VERSION,
-        connect_timeout=settings.LLM_CONNECT_TIMEOUT,
-        read_timeout=settings.LLM_READ_TIMEOUT,
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Everything needed to build a provider client; hashable, so clients can be shared."""
+
+    name: str
+    base_url: str = ""
+    api_key: str = ""
+    context_window: int = 0
+
+    def __repr__(self) -> str:  # The key stays out of logs and tracebacks.
+        return f"ProviderSpec(name={self.name!r}, base_url={self.base_url!r})"
+
+
+def local_model_path() -> str:
+    return settings.LOCAL_MODEL_PATH or bundled_model_path()
+
+
+def provider_configured(provider: str) -> bool:
+    if provider == Provider.ANTHROPIC:
+        return bool(settings.ANTHROPIC_API_KEY and settings.ANTHROPIC_BASE_URL)
+    if provider == Provider.OPENAI:
+        return bool(settings.OPENAI_BASE_URL)
+    return provider == Provider.LOCAL
+
+
+def spec_for(model: CatalogModel) -> ProviderSpec:
+    if model.provider == Provider.ANTHROPIC:
+        return ProviderSpec("anthropic", settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY)
+    if model.provider == Provider.OPENAI:
+        return ProviderSpec("openai", settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
+    return ProviderSpec("local", context_window=model.context_window)
+
+
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[ProviderSpec, ProviderClient]
+] = weakref.WeakKeyDictionary()
+
+
+def _build(spec: ProviderSpec) -> ProviderClient:
+    timeouts = {
+        "connect_timeout": settings.LLM_CONNECT_TIMEOUT,
+        "read_timeout": settings.LLM_READ_TIMEOUT,
+    }
+    if spec.name == "anthropic":
+        return AnthropicProvider(
+            AnthropicConfig(
+                base_url=spec.base_url,
+                api_key=spec.api_key,
+                version=settings.ANTHROPIC_VERSION,
+                **timeouts,
+            )
+        )
+    if spec.name == "openai":
+        return OpenAIProvider(
+            OpenAIConfig(base_url=spec.base_url, api_key=spec.api_key, **timeouts)
+        )
+    return LocalProvider(_local_config(spec.context_window))
+
+
+def _local_config(context_window: int) -> LocalConfig:
+    return LocalConfig(
+        model_path=local_model_path(),
+        context_window=context_window,
+        threads=settings.LOCAL_MODEL_THREADS,
     )
 
 
-def provider_for(model: str) -> Provider:
-    """The provider serving `model`, for the running event loop."""
-    config = _anthropic_config()
-    key = ("anthropic", config.base_url, config.api_key, config.version)
-    per_loop = _providers.setdefault(asyncio.get_running_loop(), {})
-    provider = per_loop.get(key)
+def client(spec: ProviderSpec) -> ProviderClient:
+    """The provider client for `spec`, for the running event loop."""
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    provider = per_loop.get(spec)
     if provider is None:
-        provider = per_loop[key] = AnthropicProvider(config)
+        provider = per_loop[spec] = _build(spec)
     return provider
+
+
+def get_model(slug: str) -> CatalogModel | None:
+    return CatalogModel.objects.filter(slug=slug).first()
+
+
+def available_models() -> list[CatalogModel]:
+    """Enabled models whose provider is configured: what users may choose from."""
+    return [m for m in CatalogModel.objects.filter(enabled=True) if provider_configured(m.provider)]
 
 
 def default_model() -> str:
     return settings.LLM_MODEL
 
 
-def max_output_tokens(model: str) -> int:
-    return settings.LLM_MAX_OUTPUT_TOKENS
+def display_names() -> dict[str, str]:
+    return dict(CatalogModel.objects.values_list("slug", "display_name"))
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token count for a model whose tokenizer we do not have."""
+    return math.ceil(len(text.encode()) / BYTES_PER_TOKEN_ESTIMATE)
+
+
+def token_counter(model: CatalogModel) -> Callable[[str], int]:
+    """Counts tokens of a message's text, with the model's own tokenizer where we have it."""
+    if model.provider == Provider.LOCAL:
+        return shared_model(_local_config(model.context_window)).count_tokens
+    return estimate_tokens

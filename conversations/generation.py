@@ -18,7 +18,16 @@ from django.conf import settings
 
 from billing import catalog
 from billing.errors import admin_detail
-from llm.base import ChatRequest, ErrorKind, StreamEnd, StreamError, StreamStarted, TextDelta, Usage
+from llm.base import (
+    ChatRequest,
+    ErrorKind,
+    Queued,
+    StreamEnd,
+    StreamError,
+    StreamStarted,
+    TextDelta,
+    Usage,
+)
 
 from . import frames, hub
 from .models import Message
@@ -35,6 +44,7 @@ class Generation:
     reply_id: int
     group: str
     request: ChatRequest
+    provider: catalog.ProviderSpec
     task: asyncio.Task[None] | None = None
     stop_requested: bool = False
     seq: int = 0
@@ -60,7 +70,7 @@ class Generation:
         error: StreamError | None = None
         request_id = ""
         cancelled_by_shutdown = False
-        stream = catalog.provider_for(self.request.model).stream(self.request)
+        stream = catalog.client(self.provider).stream(self.request)
         try:
             async for event in stream:
                 if isinstance(event, TextDelta):
@@ -83,8 +93,14 @@ class Generation:
                         input_tokens=event.input_tokens or usage.input_tokens,
                         output_tokens=event.output_tokens or usage.output_tokens,
                     )
+                elif isinstance(event, Queued):
+                    await hub.publish(
+                        self.group, frames.reply_status(self.reply_id, queued=event.position)
+                    )
                 elif isinstance(event, StreamStarted):
                     request_id = event.request_id
+                    if not self.parts:
+                        await hub.publish(self.group, frames.reply_status(self.reply_id))
                 elif isinstance(event, StreamEnd):
                     end = event
                 elif isinstance(event, StreamError):
@@ -167,7 +183,11 @@ async def launch(turn: Turn) -> Generation | None:
         return _running.get(turn.reply.pk)
     group = hub.group_name(turn.conversation.pk)
     await hub.publish(group, frames.turn_started(turn.user_message, turn.reply))
-    generation = Generation(reply_id=turn.reply.pk, group=group, request=turn.request)
+    if turn.provider is None:
+        raise ValueError("A new turn needs a provider")
+    generation = Generation(
+        reply_id=turn.reply.pk, group=group, request=turn.request, provider=turn.provider
+    )
     generation.task = asyncio.create_task(generation.run(), name=f"reply-{turn.reply.pk}")
     _running[turn.reply.pk] = generation
     generation.task.add_done_callback(lambda _task: _running.pop(turn.reply.pk, None))

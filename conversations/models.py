@@ -65,9 +65,13 @@ class Message(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
     )
     model = models.CharField(max_length=100, blank=True)
+    # The model's display name when it answered, as the page shows it.
+    model_name = models.CharField(max_length=100, blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     stop_reason = models.CharField(max_length=40, blank=True)
+    # How many older messages were left out of the request to fit the context window.
+    context_omitted = models.PositiveIntegerField(default=0)
     error_kind = models.CharField(max_length=40, blank=True)
     # Upstream details for admins and support; never shown to the user as such.
     error_detail = models.TextField(blank=True)

@@ -8,6 +8,7 @@ told about a row that was rolled back.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -16,7 +17,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import catalog
-from llm.base import ChatRequest
+from billing.models import CatalogModel
+from llm.base import ChatMessage, ChatRequest
 
 from .models import Conversation, Message
 from .selectors import history_for
@@ -40,10 +42,53 @@ class Turn:
     reply: Message
     request: ChatRequest | None  # None when this was a resend of a turn already started
     created: bool
+    provider: catalog.ProviderSpec | None = None
+
+
+def usable_model(slug: str | None) -> CatalogModel:
+    """The catalog model `slug` (the default model if empty), if people may use it now."""
+    model = catalog.get_model(slug or catalog.default_model())
+    if model is None or not model.enabled or not catalog.provider_configured(model.provider):
+        raise TurnRefused("This model is unavailable. Choose another model.")
+    return model
 
 
 def conversation_create(*, user: AbstractBaseUser, model: str | None = None) -> Conversation:
-    return Conversation.objects.create(owner=user, model=model or catalog.default_model())
+    return Conversation.objects.create(owner=user, model=usable_model(model).slug)
+
+
+def conversation_set_model(*, conversation: Conversation, model: str) -> Conversation:
+    """Switch the model that answers from now on (earlier replies keep theirs)."""
+    slug = usable_model(model).slug
+    if conversation.model != slug:
+        conversation.model = slug
+        conversation.save(update_fields=["model", "updated_at"])
+    return conversation
+
+
+def fit_history(
+    history: list[ChatMessage], *, budget: int, count: Callable[[str], int]
+) -> tuple[list[ChatMessage], int]:
+    """The newest messages of `history` whose tokens fit in `budget`, and how many older
+    ones were left out. The newest message (the one being answered) must fit by itself."""
+    kept: list[ChatMessage] = []
+    used = 0
+    for message in reversed(history):
+        cost = count(message.content) + catalog.MESSAGE_OVERHEAD_TOKENS
+        if used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    if not kept:
+        raise TurnRefused(
+            "This message alone is too long for the model's context window. "
+            "Shorten it or split it into parts."
+        )
+    kept.reverse()
+    # The Messages API wants the conversation to open with the user.
+    while kept and kept[0].role != Message.Role.USER:
+        kept.pop(0)
+    return kept, len(history) - len(kept)
 
 
 def _title_from(text: str) -> str:
@@ -79,6 +124,10 @@ def turn_start(
     existing = _existing_turn(conversation, client_id)
     if existing:
         return existing
+    model = usable_model(conversation.model)
+    count = catalog.token_counter(model)
+    # Refused before anything is saved or sent: the page puts the text back in the box.
+    fit_history([ChatMessage(Message.Role.USER, text)], budget=model.prompt_budget, count=count)
     try:
         with transaction.atomic():
             # Lock the conversation row so two turns of one conversation cannot both pass
@@ -103,16 +152,23 @@ def turn_start(
                 role=Message.Role.ASSISTANT,
                 status=Message.Status.PENDING,
                 reply_to=user_message,
-                model=locked.model,
+                model=model.slug,
+                model_name=model.display_name,
             )
             if not locked.title:
                 locked.title = _title_from(text)
             locked.updated_at = timezone.now()
             locked.save(update_fields=["title", "updated_at"])
+            messages, omitted = fit_history(
+                history_for(locked, up_to=user_message), budget=model.prompt_budget, count=count
+            )
+            if omitted:
+                reply.context_omitted = omitted
+                reply.save(update_fields=["context_omitted"])
             request = ChatRequest(
-                model=locked.model,
-                messages=history_for(locked, up_to=user_message),
-                max_tokens=catalog.max_output_tokens(locked.model),
+                model=model.model_name,
+                messages=messages,
+                max_tokens=model.max_output_tokens,
             )
     except IntegrityError:
         # Another request with this client id won the race: answer with its turn.
@@ -120,7 +176,9 @@ def turn_start(
         if existing:
             return existing
         raise
-    return Turn(locked, user_message, reply, request, created=True)
+    return Turn(
+        locked, user_message, reply, request, created=True, provider=catalog.spec_for(model)
+    )
 
 
 def _existing_turn(conversation: Conversation, client_id: str) -> Turn | None:

@@ -6,13 +6,21 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from billing import catalog
+
+from .models import Conversation
 from .selectors import conversations_for_user, get_conversation_for_user, messages_for_page
 
 PAGE = "conversations/chat.html"
 
 
 def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
+    conversation = context["conversation"]
     context["conversations"] = conversations_for_user(request.user)[:100]
+    context["models"] = catalog.available_models()
+    context["current_model"] = (
+        conversation.model if isinstance(conversation, Conversation) else catalog.default_model()
+    )
     return render(request, PAGE, context)
 
 

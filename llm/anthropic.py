@@ -21,6 +21,7 @@ from .base import (
     TextDelta,
     Usage,
 )
+from .http import http_client, retry_after, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +82,6 @@ def classify_error(
     return kind
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def error_from_response(status: int, headers: httpx.Headers, body: bytes) -> StreamError:
     request_id = headers.get("request-id", "")
     error_type, message, details = "", "", {}
@@ -103,12 +94,12 @@ def error_from_response(status: int, headers: httpx.Headers, body: bytes) -> Str
         request_id = request_id or str(payload.get("request_id", ""))
     except (ValueError, AttributeError):
         message = body[:500].decode("utf-8", "replace")
-    retry_after = _retry_after(headers)
+    wait = retry_after(headers)
     kind = classify_error(
         status=status,
         error_type=error_type,
         message=message,
-        retry_after=retry_after,
+        retry_after=wait,
         details=details if isinstance(details, dict) else {},
     )
     return StreamError(
@@ -116,7 +107,7 @@ def error_from_response(status: int, headers: httpx.Headers, body: bytes) -> Str
         message=message or f"HTTP {status}",
         status=status,
         error_type=error_type,
-        retry_after=retry_after,
+        retry_after=wait,
         request_id=request_id,
         details=details if isinstance(details, dict) else {},
     )
@@ -138,15 +129,10 @@ class AnthropicProvider:
 
     def __init__(self, config: AnthropicConfig, *, client: httpx.AsyncClient | None = None):
         self.config = config
-        self._client = client or httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout,
-                read=config.read_timeout,
-                write=config.connect_timeout,
-                pool=config.connect_timeout,
-            ),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        self._client = client or http_client(
+            config.base_url,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
         )
 
     def _headers(self) -> dict[str, str]:
@@ -176,7 +162,7 @@ class AnthropicProvider:
             async with aconnect_sse(
                 self._client,
                 "POST",
-                "/v1/messages",
+                "v1/messages",
                 json=self.body(request),
                 headers=self._headers(),
             ) as source:
@@ -195,10 +181,8 @@ class AnthropicProvider:
                     message="The stream ended before message_stop.",
                     request_id=request_id,
                 )
-        except httpx.TimeoutException as exc:
-            yield StreamError(kind=ErrorKind.TIMEOUT, message=f"{type(exc).__name__}: {exc}")
         except (httpx.TransportError, httpx.StreamError) as exc:
-            yield StreamError(kind=ErrorKind.CONNECTION, message=f"{type(exc).__name__}: {exc}")
+            yield transport_error(exc)
         except SSEError as exc:
             yield StreamError(kind=ErrorKind.MALFORMED, message=f"Not an event stream: {exc}")
 

@@ -64,6 +64,13 @@ RETRYABLE_KINDS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class Queued:
+    """The request waits for the model: `position` requests are ahead of it."""
+
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
 class StreamStarted:
     """The upstream accepted the request (and gave it this id)."""
 
@@ -107,7 +114,7 @@ class StreamError:
         return self.kind.retryable
 
 
-Event = StreamStarted | TextDelta | Usage | StreamEnd | StreamError
+Event = Queued | StreamStarted | TextDelta | Usage | StreamEnd | StreamError
 
 
 class Provider(Protocol):

@@ -47,14 +47,15 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60)
 
 @contextmanager
 def served_app(tmp: Path, **env: str) -> Iterator[str]:
-    """`manage.py serve` on a fresh SQLite file, as a user starts it; yields its URL."""
+    """`manage.py serve` on a fresh SQLite file, as a user starts it; yields its URL.
+    With no `env`, it is the README's command on a fresh clone."""
     port = free_port()
     environment = {
         k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "REDIS_URL"}
     }
-    environment.update(
-        {"DATABASE_URL": f"sqlite:///{tmp / 'app.sqlite3'}", "LLM_PROVIDER": "", **env}
-    )
+    for name in ("LLM_PROVIDER", "LLM_MODEL", "ANTHROPIC_SIMULATOR", "ANTHROPIC_API_KEY"):
+        environment.pop(name, None)
+    environment.update({"DATABASE_URL": f"sqlite:///{tmp / 'app.sqlite3'}", **env})
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)],
@@ -73,6 +74,10 @@ def served_app(tmp: Path, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+# The claude-4-6 simulator inside `serve`, so tests can drive it with directives.
+SIMULATED_CLAUDE = {"LLM_PROVIDER": "anthropic", "ANTHROPIC_SIMULATOR": "true"}
 
 
 def launch_chromium(playwright):  # type: ignore[no-untyped-def]

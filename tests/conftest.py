@@ -39,8 +39,21 @@ def simulator() -> Iterator[RunningSimulator]:
 
 
 @pytest.fixture(autouse=True)
+def catalog(db: None) -> None:
+    """The catalog rows the data migration seeds. Transactional tests empty every table
+    after each test, data-migration rows included, so each test seeds them again."""
+    from importlib import import_module
+
+    from billing.models import CatalogModel
+
+    for fields in import_module("billing.migrations.0003_seed_catalog").MODELS:
+        CatalogModel.objects.update_or_create(slug=fields["slug"], defaults=fields)
+
+
+@pytest.fixture(autouse=True)
 def use_simulator(simulator: RunningSimulator, settings: object) -> RunningSimulator:
     settings.LLM_PROVIDER = "anthropic"  # type: ignore[attr-defined]
+    settings.LLM_MODEL = "claude-4-6"  # type: ignore[attr-defined]
     settings.ANTHROPIC_BASE_URL = simulator.url  # type: ignore[attr-defined]
     settings.ANTHROPIC_API_KEY = TEST_KEY  # type: ignore[attr-defined]
     settings.STREAM_BATCH_INTERVAL_MS = 20  # type: ignore[attr-defined]

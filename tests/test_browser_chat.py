@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from llm.simulator.replies import reply_text
 
-from .browser import launch_chromium, served_app
+from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
 
 pytestmark = pytest.mark.browser
 
@@ -18,7 +18,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     # 40 ms per token: slow enough to watch the reply grow.
-    with served_app(tmp_path_factory.mktemp("app"), SIMULATOR_LATENCY_MS="40") as url:
+    with served_app(
+        tmp_path_factory.mktemp("app"), SIMULATOR_LATENCY_MS="40", **SIMULATED_CLAUDE
+    ) as url:
         yield url
 
 
@@ -42,6 +44,29 @@ def sign_up(page: Page, username: str) -> None:
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
 
 
+# The status of the newest reply and the length of its streamed text, read in one go.
+_STREAM_STATE = """() => {
+  const reply = [...document.querySelectorAll("article.message--assistant")].pop();
+  if (!reply) return null;
+  const text = reply.querySelector(".stream-text");
+  return [reply.dataset.status, text ? text.textContent.length : null];
+}"""
+
+
+def watch_stream(page: Page, timeout: float = 30) -> list[int]:
+    """Poll the newest reply until it ends; return the lengths its text went through."""
+    lengths: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = page.evaluate(_STREAM_STATE)
+        if state and state[1] is None:
+            return lengths
+        if state:
+            lengths.append(state[1])
+        time.sleep(0.03)
+    raise AssertionError(f"the reply did not finish in {timeout}s: {lengths[-5:]}")
+
+
 def test_sign_up_send_and_watch_the_reply_grow(page: Page):
     sign_up(page, "alice")
     prompt = "What is the capital of France?"
@@ -50,14 +75,7 @@ def test_sign_up_send_and_watch_the_reply_grow(page: Page):
     page.get_by_role("button", name="Send").click()
 
     reply = page.locator("article.message--assistant").last
-    lengths: list[int] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if reply.count() and reply.get_attribute("data-status") == "complete":
-            break
-        if reply.count():
-            lengths.append(len(reply.locator(".stream-text").inner_text()))
-        time.sleep(0.05)
+    lengths = watch_stream(page)
     growing = sorted({n for n in lengths if n > 0})
     assert len(growing) >= 3, f"the reply should visibly grow, saw lengths {lengths}"
     assert lengths == sorted(lengths), "streamed text only ever grows"

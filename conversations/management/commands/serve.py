@@ -1,7 +1,8 @@
 """`manage.py serve`: migrate, then serve HTTP and websockets with daphne.
 
-With no provider configured it also starts the claude-4-6 simulator inside the process, so
-a fresh clone chats out of the box with nothing else running.
+On a fresh clone it answers with the built-in local model (SmolLM2), so it chats with no key
+and no network. With ANTHROPIC_SIMULATOR on it also starts the claude-4-6 simulator inside
+the process and points the anthropic provider at it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ class Command(BaseCommand):
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
-        self.check(display_num_errors=True)
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=1)
-        if not settings.LLM_PROVIDER:
+        if settings.ANTHROPIC_SIMULATOR:
             self._start_simulator()
+        # After migrating (the checks read the model catalog) and after the simulator set
+        # its URL and key.
+        self.check(display_num_errors=True)
 
         from chatsite.asgi import application
 
@@ -58,8 +61,7 @@ class Command(BaseCommand):
         )
         settings.ANTHROPIC_BASE_URL = running.url
         settings.ANTHROPIC_API_KEY = key
-        settings.LLM_PROVIDER = "anthropic"
         self.stdout.write(
-            f"No LLM_PROVIDER set: answering with the built-in claude-4-6 simulator at "
+            f"ANTHROPIC_SIMULATOR is on: claude-4-6 is answered by the built-in simulator at "
             f"{running.url} ({settings.SIMULATOR_LATENCY_MS} ms per token)."
         )

@@ -1,0 +1,33 @@
+"""What the HTTP providers share: the client, retry-after, transport failures."""
+
+from __future__ import annotations
+
+import httpx
+
+from .base import ErrorKind, StreamError
+
+
+def http_client(base_url: str, *, connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/") + "/",
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout
+        ),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+    )
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def transport_error(exc: Exception) -> StreamError:
+    """A timeout or a broken connection, as a normalised error."""
+    kind = ErrorKind.TIMEOUT if isinstance(exc, httpx.TimeoutException) else ErrorKind.CONNECTION
+    return StreamError(kind=kind, message=f"{type(exc).__name__}: {exc}")
