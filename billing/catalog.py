@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from llm.openai import OpenAIConfig, OpenAIProvider
 
 from .models import CatalogModel, Provider
 
-# Bytes per token we assume for models whose tokenizer we do not have: English runs near
-# four bytes a token and CJK near three, so three over-counts (fits less history, never
-# more than the window). Each message adds a few tokens of framing.
+# For models whose tokenizer we do not have, a count that errs high (fitting less history,
+# never more than the window): English runs near four bytes a token and CJK near three, so
+# a token per three bytes; and never fewer tokens than words and punctuation marks, which
+# covers text of many short words. Each message adds a few tokens of framing.
 BYTES_PER_TOKEN_ESTIMATE = 3
+_PIECES = re.compile(r"\w+|[^\w\s]")
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
@@ -124,7 +127,8 @@ def display_names() -> dict[str, str]:
 
 def estimate_tokens(text: str) -> int:
     """A conservative token count for a model whose tokenizer we do not have."""
-    return math.ceil(len(text.encode()) / BYTES_PER_TOKEN_ESTIMATE)
+    by_bytes = math.ceil(len(text.encode()) / BYTES_PER_TOKEN_ESTIMATE)
+    return max(by_bytes, len(_PIECES.findall(text)))
 
 
 def token_counter(model: CatalogModel) -> Callable[[str], int]:

@@ -10,6 +10,7 @@ stop after the token it is on.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import importlib.util
 import os
@@ -207,6 +208,15 @@ class LocalModel:
 
 _models: dict[tuple[str, int], LocalModel] = {}
 _models_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    # Free the models while the interpreter is whole; llama-cpp's own finaliser fails
+    # when it runs during interpreter shutdown.
+    for model in _models.values():
+        if model._llama is not None:
+            model._llama.close()
 
 
 def shared_model(config: LocalConfig) -> LocalModel:

@@ -119,7 +119,12 @@ async def receive_until(
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise AssertionError(f"no frame with {needle!r} within {timeout}s; got {frames}")
-        frame = await comm.receive_from(timeout=remaining)
+        try:
+            frame = await comm.receive_from(timeout=remaining)
+        except TimeoutError:
+            raise AssertionError(
+                f"no frame with {needle!r} within {timeout}s; got {frames}"
+            ) from None
         frames.append(frame)
         if needle in frame:
             return frames
