@@ -96,6 +96,7 @@ def _local_config(context_window: int) -> LocalConfig:
         model_path=local_model_path(),
         context_window=context_window,
         threads=settings.LOCAL_MODEL_THREADS,
+        temperature=settings.LOCAL_MODEL_TEMPERATURE,
     )
 
 

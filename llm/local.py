@@ -15,6 +15,7 @@ import codecs
 import importlib.util
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,6 +230,50 @@ def shared_model(config: LocalConfig) -> LocalModel:
         return model
 
 
+class _Inbox:
+    """Events from the worker thread to the event loop, waking the loop sparingly.
+
+    Waking the loop for every token costs the model's own threads CPU time on a small
+    machine; instead the loop is woken for the first event, then at most every
+    WAKE_INTERVAL while tokens flow, and always for the end. A token waits at most until
+    the next one arrives (the generation batches tokens for sockets anyway).
+    """
+
+    WAKE_INTERVAL = 0.03
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._items: list[Event | None] = []
+        self._lock = threading.Lock()
+        self._ready = asyncio.Event()
+        self._last_wake = 0.0
+
+    def put(self, event: Event | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._items.append(event)
+            wake = event is None or not isinstance(event, TextDelta) or (
+                now - self._last_wake >= self.WAKE_INTERVAL
+            )
+            if wake:
+                self._last_wake = now
+        if wake:
+            try:
+                self._loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:
+                pass  # The loop is gone: nobody is listening any more.
+
+    async def take(self) -> list[Event | None]:
+        while True:
+            with self._lock:
+                items, self._items = self._items, []
+                if not items:
+                    self._ready.clear()
+            if items:
+                return items
+            await self._ready.wait()
+
+
 class LocalProvider:
     name = "local"
 
@@ -237,23 +282,19 @@ class LocalProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        def emit(event: Event | None) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, event)
-            except RuntimeError:
-                pass  # The loop is gone: nobody is listening any more.
-
+        inbox = _Inbox(loop)
         ticket = _Ticket()
         self.model._enqueue(ticket)
         worker = threading.Thread(
-            target=self.model.generate, args=(request, ticket, emit), daemon=True
+            target=self.model.generate, args=(request, ticket, inbox.put), daemon=True
         )
         worker.start()
         try:
-            while (event := await events.get()) is not None:
-                yield event
+            while True:
+                for event in await inbox.take():
+                    if event is None:
+                        return
+                    yield event
         finally:
             # Stop or cancel: the thread stops after its current token, freeing the model.
             ticket.cancelled.set()
