@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -90,3 +91,118 @@ class CatalogModel(models.Model):
     def prompt_budget(self) -> int:
         """Tokens of history that fit beside a full-length reply."""
         return max(0, self.context_window - self.max_output_tokens)
+
+
+class UserBudget(models.Model):
+    """A user's own daily cap, when an admin sets one; otherwise USER_DAILY_CAP_USD."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget"
+    )
+    daily_cap_micros = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Micro-dollars per day ($5.00 = 5000000). Empty: the default cap.",
+    )
+
+    def __str__(self) -> str:
+        return f"Budget of {self.user}"
+
+
+class DailySpend(models.Model):
+    """Money spent and held for one scope (the service, or one user) on one billing day.
+
+    The invariant `spent + reserved <= cap` is kept by conditional UPDATEs (meter.py).
+    """
+
+    SERVICE = "service"
+
+    scope = models.CharField(max_length=40)  # "service" or "user:<id>"
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE
+    )
+    day = models.DateField()
+    spent_micros = models.BigIntegerField(default=0)
+    reserved_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "day"], name="daily_spend_scope_day"),
+            models.CheckConstraint(
+                condition=models.Q(spent_micros__gte=0) & models.Q(reserved_micros__gte=0),
+                name="daily_spend_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} on {self.day}"
+
+
+class Outcome(models.TextChoices):
+    COMPLETE = "complete"
+    CUT_OFF = "cut_off"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class Reservation(models.Model):
+    """The most a turn can cost, held against the budgets until the turn is settled."""
+
+    class State(models.TextChoices):
+        HELD = "held"
+        SETTLED = "settled"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    day = models.DateField(help_text="The billing day the turn started on: it is charged there.")
+    model = models.CharField(max_length=100)
+    # Prices when the turn started: a price change mid-turn does not change its cost.
+    input_price_per_1k_micros = models.BigIntegerField()
+    output_price_per_1k_micros = models.BigIntegerField()
+    input_tokens_estimate = models.PositiveIntegerField()
+    max_tokens = models.PositiveIntegerField()
+    amount_micros = models.BigIntegerField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.HELD)
+    # What the turn is (ids, not foreign keys: billing does not depend on conversations).
+    conversation_id = models.UUIDField(null=True, blank=True)
+    message_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    charged_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Reservation {self.pk} ({self.state})"
+
+
+class UsageRecord(models.Model):
+    """One upstream request: who, what, how many tokens, what it cost and how it ended."""
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="usage")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    day = models.DateField()
+    conversation_id = models.UUIDField(null=True, blank=True)
+    message_id = models.BigIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=100)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0, help_text="At the turn's prices.")
+    charged_micros = models.BigIntegerField(
+        default=0, help_text="What the budgets were charged (never past a cap)."
+    )
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    error_kind = models.CharField(max_length=40, blank=True)
+    upstream_request_id = models.CharField(max_length=100, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    retries = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "user"]), models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.outcome} {self.cost_micros}µ$"

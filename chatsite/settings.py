@@ -208,6 +208,19 @@ LLM_CONNECT_TIMEOUT = envfloat("LLM_CONNECT_TIMEOUT", 10.0)
 # The longest silence between two streamed events before the stream counts as dead.
 LLM_READ_TIMEOUT = envfloat("LLM_READ_TIMEOUT", 60.0)
 
+# --- Billing ----------------------------------------------------------------------------
+# Money is integer micro-dollars everywhere; these two are read in dollars for people.
+DAILY_CAP_USD = envfloat("DAILY_CAP_USD", 100.0)  # the model card's hard daily limit
+USER_DAILY_CAP_USD = envfloat("USER_DAILY_CAP_USD", 5.0)  # each user's, unless set in admin
+DAILY_CAP_MICROS = round(DAILY_CAP_USD * 1_000_000)
+USER_DAILY_CAP_MICROS = round(USER_DAILY_CAP_USD * 1_000_000)
+BILLING_TIMEZONE = envstr("BILLING_TIMEZONE", "UTC")  # billing days are dates here
+# When the budget left cannot pay for a full-length reply, the reply is shortened to fit,
+# but not below this many tokens: then the turn is refused instead.
+MIN_USEFUL_OUTPUT_TOKENS = envint("MIN_USEFUL_OUTPUT_TOKENS", 256)
+# A reservation whose turn has shown no sign of life for this long is settled by recovery.
+RECOVERY_STALE_SECONDS = envint("RECOVERY_STALE_SECONDS", 60)
+
 # --- Streaming ------------------------------------------------------------------------
 # Tokens are coalesced into batches at most this far apart before they go to sockets.
 STREAM_BATCH_INTERVAL_MS = envint("STREAM_BATCH_INTERVAL_MS", 50)

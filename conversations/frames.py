@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
+from billing.meter import Spend
+
 from .models import Conversation, Message
 
 PAGE = "conversations/chat.html"
@@ -70,3 +72,8 @@ def error(text: str, *, restore: str | None = None) -> str:
     if restore is not None:
         frame += render_to_string(f"{PAGE}#composer-text", {"text": restore, "oob": True})
     return frame
+
+
+def spend(today: Spend) -> str:
+    """The user's spend meter, after a turn settled."""
+    return render_to_string(f"{PAGE}#spend-meter", {"spend": today, "oob": True})

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import transaction
 
-from billing import catalog
+from billing import catalog, meter
 from billing.errors import admin_detail
 from llm.base import (
     ChatRequest,
@@ -32,7 +33,7 @@ from llm.base import (
 from . import frames, hub
 from .models import Message
 from .rendering import render_markdown
-from .services import Turn, reply_checkpoint, reply_finish
+from .services import Turn, reply_checkpoint, reply_finish, reply_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class Generation:
     group: str
     request: ChatRequest
     provider: catalog.ProviderSpec
+    reservation_id: int | None = None
+    input_estimate: int = 0
     task: asyncio.Task[None] | None = None
     stop_requested: bool = False
     seq: int = 0
@@ -60,6 +63,9 @@ class Generation:
         return "".join(self.parts)
 
     async def run(self) -> None:
+        if self.reservation_id is None:
+            # Every call to a model goes through the meter: no reservation, no call.
+            raise ValueError(f"reply {self.reply_id} has no budget reservation")
         loop = asyncio.get_running_loop()
         interval = settings.STREAM_BATCH_INTERVAL_MS / 1000
         checkpoint_every = settings.STREAM_CHECKPOINT_INTERVAL_MS / 1000
@@ -70,11 +76,17 @@ class Generation:
         error: StreamError | None = None
         request_id = ""
         cancelled_by_shutdown = False
+        accepted = False  # whether the upstream took the request (and may bill for it)
+        started_at = loop.time()
+        first_token_at: float | None = None
         stream = catalog.client(self.provider).stream(self.request)
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             async for event in stream:
                 if isinstance(event, TextDelta):
                     deltas += 1
+                    if first_token_at is None:
+                        first_token_at = loop.time()
                     self.parts.append(event.text)
                     self._pending.append(event.text)
                     now = loop.time()
@@ -98,6 +110,7 @@ class Generation:
                         self.group, frames.reply_status(self.reply_id, queued=event.position)
                     )
                 elif isinstance(event, StreamStarted):
+                    accepted = True
                     request_id = event.request_id
                     if not self.parts:
                         await hub.publish(self.group, frames.reply_status(self.reply_id))
@@ -109,9 +122,11 @@ class Generation:
             # Stop, or the server shutting down: either way the turn still ends here.
             cancelled_by_shutdown = not self.stop_requested
         finally:
+            heartbeat.cancel()
             # Closing the stream closes the HTTP response: the upstream stops generating.
             await stream.aclose()
         await self.flush()
+        finished_at = loop.time()
 
         if self.stop_requested:
             status = Message.Status.STOPPED
@@ -132,26 +147,47 @@ class Generation:
             log.warning("reply %s failed: %s", self.reply_id, admin_detail(error))
         text = self.text
         html = await sync_to_async(render_markdown, thread_sensitive=False)(text) if text else ""
-        message = await database_sync_to_async(reply_finish)(
+        # What to bill: the upstream's count when it gave one; for a stream cut short,
+        # the input plus what was received, a token per text delta (each carries at least
+        # one, so this never bills more than was sent); nothing if never accepted.
+        input_tokens = usage.input_tokens or (self.input_estimate if accepted else 0)
+        if end is not None and usage.output_tokens is not None:
+            output_tokens = usage.output_tokens
+        else:
+            output_tokens = deltas
+        error_kind = (
+            error.kind.value
+            if error
+            else ("interrupted" if status == Message.Status.INTERRUPTED else "")
+        )
+        attempt = meter.Attempt(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            outcome=status,
+            error_kind=error_kind,
+            upstream_request_id=request_id or (error.request_id if error else ""),
+            ttft_ms=round((first_token_at - started_at) * 1000) if first_token_at else None,
+            duration_ms=round((finished_at - started_at) * 1000),
+        )
+        message, spend = await database_sync_to_async(_finish)(
             reply_id=self.reply_id,
+            reservation_id=self.reservation_id,
+            attempt=attempt,
             content=text,
             content_html=html,
-            status=status,
-            input_tokens=usage.input_tokens,
-            # Upstream's count when the stream finished; otherwise what was received.
-            output_tokens=usage.output_tokens if end is not None else deltas,
             stop_reason=end.stop_reason if end else "",
-            error_kind=(
-                error.kind.value
-                if error
-                else ("interrupted" if status == Message.Status.INTERRUPTED else "")
-            ),
             error_detail=admin_detail(error) if error else "",
-            upstream_request_id=request_id or (error.request_id if error else ""),
         )
-        await hub.publish(self.group, frames.message_replaced(message))
+        await hub.publish(self.group, frames.message_replaced(message) + frames.spend(spend))
         if cancelled_by_shutdown:
             raise asyncio.CancelledError
+
+    async def _heartbeat(self) -> None:
+        """Show recovery this turn is alive, even while no token arrives."""
+        interval = max(1.0, settings.RECOVERY_STALE_SECONDS / 4)
+        while True:
+            await asyncio.sleep(interval)
+            await database_sync_to_async(reply_heartbeat)(reply_id=self.reply_id)
 
     def _deferred_flush(self) -> None:
         self._flush_timer = None
@@ -179,14 +215,21 @@ class Generation:
 
 async def launch(turn: Turn) -> Generation | None:
     """Announce a new turn to everyone watching and start its generation."""
-    if not turn.created or turn.request is None:
+    if not turn.created:
         return _running.get(turn.reply.pk)
     group = hub.group_name(turn.conversation.pk)
     await hub.publish(group, frames.turn_started(turn.user_message, turn.reply))
+    if turn.request is None:  # refused before any call (no budget): nothing to generate
+        return None
     if turn.provider is None:
         raise ValueError("A new turn needs a provider")
     generation = Generation(
-        reply_id=turn.reply.pk, group=group, request=turn.request, provider=turn.provider
+        reply_id=turn.reply.pk,
+        group=group,
+        request=turn.request,
+        provider=turn.provider,
+        reservation_id=turn.reply.reservation_id,
+        input_estimate=turn.input_estimate,
     )
     generation.task = asyncio.create_task(generation.run(), name=f"reply-{turn.reply.pk}")
     _running[turn.reply.pk] = generation
@@ -205,3 +248,34 @@ def stop(reply_id: int) -> bool:
 
 def running(reply_id: int) -> Generation | None:
     return _running.get(reply_id)
+
+
+def _finish(
+    *,
+    reply_id: int,
+    reservation_id: int | None,
+    attempt: meter.Attempt,
+    content: str,
+    content_html: str,
+    stop_reason: str,
+    error_detail: str,
+) -> tuple[Message, meter.Spend]:
+    """End the turn: settle its reservation (exactly once) and record the reply, together."""
+    with transaction.atomic():
+        charged = None
+        if reservation_id is not None:
+            charged = meter.settle(reservation_id=reservation_id, attempts=[attempt])
+        message = reply_finish(
+            reply_id=reply_id,
+            content=content,
+            content_html=content_html,
+            status=attempt.outcome,
+            input_tokens=attempt.input_tokens,
+            output_tokens=attempt.output_tokens,
+            stop_reason=stop_reason,
+            error_kind=attempt.error_kind,
+            error_detail=error_detail,
+            upstream_request_id=attempt.upstream_request_id,
+            cost_micros=charged,
+        )
+    return message, meter.spend_today(message.conversation.owner)

@@ -7,6 +7,7 @@ from django.db import models
 from django.urls import reverse
 
 from billing.errors import entry_for
+from billing.meter import format_usd
 
 
 class Conversation(models.Model):
@@ -73,6 +74,11 @@ class Message(models.Model):
     # How many older messages were left out of the request to fit the context window.
     context_omitted = models.PositiveIntegerField(default=0)
     error_kind = models.CharField(max_length=40, blank=True)
+    # Words for the user that depend on the moment (a budget refusal with its reset time).
+    notice = models.TextField(blank=True)
+    # The meter's reservation for this reply, and what the reply was charged (micro-dollars).
+    reservation_id = models.BigIntegerField(null=True, blank=True)
+    cost_micros = models.BigIntegerField(null=True, blank=True)
     # Upstream details for admins and support; never shown to the user as such.
     error_detail = models.TextField(blank=True)
     upstream_request_id = models.CharField(max_length=100, blank=True)
@@ -99,7 +105,13 @@ class Message(models.Model):
     @property
     def error_text(self) -> str:
         """What the user reads about a failed reply: the error catalog's words."""
+        if self.notice:
+            return self.notice
         return entry_for(self.error_kind).user_message if self.error_kind else ""
+
+    @property
+    def cost_text(self) -> str:
+        return format_usd(self.cost_micros) if self.cost_micros is not None else ""
 
     @property
     def dom_id(self) -> str:

@@ -57,3 +57,12 @@ def history_for(conversation: Conversation, *, up_to: Message) -> list[ChatMessa
         else:
             history.append(ChatMessage(role, content))
     return history
+
+
+def history_tokens(conversation: Conversation) -> int:
+    """About how many tokens the conversation's history adds to the next request, for the
+    page's cost estimate (the conservative estimate: this is an upper bound to show)."""
+    from billing import catalog
+
+    contents = conversation.messages.values_list("content", flat=True)
+    return sum(catalog.estimate_tokens(c) + catalog.MESSAGE_OVERHEAD_TOKENS for c in contents)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing import catalog
-from billing.models import CatalogModel
+from billing import catalog, meter
+from billing.models import CatalogModel, Reservation
 from llm.base import ChatMessage, ChatRequest
 
 from .models import Conversation, Message
+from .rendering import render_markdown
 from .selectors import history_for
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -43,6 +45,7 @@ class Turn:
     request: ChatRequest | None  # None when this was a resend of a turn already started
     created: bool
     provider: catalog.ProviderSpec | None = None
+    input_estimate: int = 0
 
 
 def usable_model(slug: str | None) -> CatalogModel:
@@ -68,9 +71,10 @@ def conversation_set_model(*, conversation: Conversation, model: str) -> Convers
 
 def fit_history(
     history: list[ChatMessage], *, budget: int, count: Callable[[str], int]
-) -> tuple[list[ChatMessage], int]:
-    """The newest messages of `history` whose tokens fit in `budget`, and how many older
-    ones were left out. The newest message (the one being answered) must fit by itself."""
+) -> tuple[list[ChatMessage], int, int]:
+    """The newest messages of `history` whose tokens fit in `budget`, how many older ones
+    were left out, and the tokens kept. The newest message (the one being answered) must
+    fit by itself."""
     kept: list[ChatMessage] = []
     used = 0
     for message in reversed(history):
@@ -87,8 +91,8 @@ def fit_history(
     kept.reverse()
     # The Messages API wants the conversation to open with the user.
     while kept and kept[0].role != Message.Role.USER:
-        kept.pop(0)
-    return kept, len(history) - len(kept)
+        used -= count(kept.pop(0).content) + catalog.MESSAGE_OVERHEAD_TOKENS
+    return kept, len(history) - len(kept), used
 
 
 def _title_from(text: str) -> str:
@@ -159,16 +163,30 @@ def turn_start(
                 locked.title = _title_from(text)
             locked.updated_at = timezone.now()
             locked.save(update_fields=["title", "updated_at"])
-            messages, omitted = fit_history(
+            messages, omitted, input_tokens = fit_history(
                 history_for(locked, up_to=user_message), budget=model.prompt_budget, count=count
             )
-            if omitted:
-                reply.context_omitted = omitted
-                reply.save(update_fields=["context_omitted"])
+            reply.context_omitted = omitted
+            try:
+                grant = meter.reserve(
+                    user=user,
+                    model=model,
+                    input_tokens=input_tokens,
+                    max_tokens=model.max_output_tokens,
+                    conversation_id=locked.pk,
+                    message_id=reply.pk,
+                )
+            except meter.Refused as refused:
+                # Nothing goes upstream; the user's message stays, to resend later.
+                reply.status = Message.Status.FAILED
+                reply.error_kind = f"budget_{refused.scope}"
+                reply.notice = refused.message
+                reply.save(update_fields=["context_omitted", "status", "error_kind", "notice"])
+                return Turn(locked, user_message, reply, None, created=True)
+            reply.reservation_id = grant.reservation_id
+            reply.save(update_fields=["context_omitted", "reservation_id"])
             request = ChatRequest(
-                model=model.model_name,
-                messages=messages,
-                max_tokens=model.max_output_tokens,
+                model=model.model_name, messages=messages, max_tokens=grant.max_tokens
             )
     except IntegrityError:
         # Another request with this client id won the race: answer with its turn.
@@ -204,6 +222,7 @@ def reply_finish(
     error_kind: str = "",
     error_detail: str = "",
     upstream_request_id: str = "",
+    cost_micros: int | None = None,
 ) -> Message:
     """Record how a reply ended. Only a reply still active is changed: a turn ends once."""
     updated = Message.objects.filter(
@@ -218,6 +237,7 @@ def reply_finish(
         error_kind=error_kind,
         error_detail=error_detail,
         upstream_request_id=upstream_request_id,
+        cost_micros=cost_micros,
         updated_at=timezone.now(),
     )
     message = Message.objects.get(pk=reply_id)
@@ -231,3 +251,56 @@ def reply_checkpoint(*, reply_id: int, content: str) -> None:
     Message.objects.filter(
         pk=reply_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
     ).update(content=content, status=Message.Status.STREAMING, updated_at=timezone.now())
+
+
+def reply_heartbeat(*, reply_id: int) -> None:
+    Message.objects.filter(
+        pk=reply_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+    ).update(updated_at=timezone.now())
+
+
+def recover_stale_turns(*, stale_after: int | None = None) -> int:
+    """End turns whose process died: the reply is marked interrupted with the text it had
+    at its last checkpoint, and its reservation is settled for the input and that text.
+    Nothing is run again. Returns how many turns were recovered."""
+    seconds = settings.RECOVERY_STALE_SECONDS if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    recovered = 0
+    stale = Message.objects.filter(
+        role=Message.Role.ASSISTANT,
+        status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+        updated_at__lt=cutoff,
+    )
+    for reply in stale:
+        with transaction.atomic():
+            if reply.reservation_id is not None:
+                reservation = Reservation.objects.get(pk=reply.reservation_id)
+                output = catalog.estimate_tokens(reply.content) if reply.content else 0
+                meter.settle(
+                    reservation_id=reply.reservation_id,
+                    attempts=[
+                        meter.Attempt(
+                            input_tokens=reservation.input_tokens_estimate,
+                            output_tokens=min(output, reservation.max_tokens),
+                            outcome=Message.Status.INTERRUPTED,
+                            error_kind="interrupted",
+                        )
+                    ],
+                )
+            charged = (
+                Reservation.objects.filter(pk=reply.reservation_id)
+                .values_list("charged_micros", flat=True)
+                .first()
+            )
+            done = reply_finish(
+                reply_id=reply.pk,
+                content=reply.content,
+                content_html=render_markdown(reply.content) if reply.content else "",
+                status=Message.Status.INTERRUPTED,
+                input_tokens=None,
+                output_tokens=None,
+                error_kind="interrupted",
+                cost_micros=charged,
+            )
+            recovered += done.status == Message.Status.INTERRUPTED
+    return recovered

@@ -6,10 +6,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from billing import catalog
+from billing import catalog, meter
 
 from .models import Conversation
-from .selectors import conversations_for_user, get_conversation_for_user, messages_for_page
+from .selectors import (
+    conversations_for_user,
+    get_conversation_for_user,
+    history_tokens,
+    messages_for_page,
+)
 
 PAGE = "conversations/chat.html"
 
@@ -20,6 +25,10 @@ def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
     context["models"] = catalog.available_models()
     context["current_model"] = (
         conversation.model if isinstance(conversation, Conversation) else catalog.default_model()
+    )
+    context["spend"] = meter.spend_today(request.user)
+    context["history_tokens"] = (
+        history_tokens(conversation) if isinstance(conversation, Conversation) else 0
     )
     return render(request, PAGE, context)
 

@@ -252,8 +252,10 @@ class _Inbox:
         now = time.monotonic()
         with self._lock:
             self._items.append(event)
-            wake = event is None or not isinstance(event, TextDelta) or (
-                now - self._last_wake >= self.WAKE_INTERVAL
+            wake = (
+                event is None
+                or not isinstance(event, TextDelta)
+                or (now - self._last_wake >= self.WAKE_INTERVAL)
             )
             if wake:
                 self._last_wake = now

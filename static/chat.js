@@ -77,7 +77,36 @@
     window.location.reload();
   });
 
+  // Before sending: the most the next message can cost, from the history so far, what is
+  // typed (estimated as the server does: a token per three UTF-8 bytes, or per word and
+  // mark if more) and a full-length reply, at the model's per-1k prices.
+  function formatUsd(micros) {
+    var dollars = micros / 1e6;
+    if (micros === 0) return "$0.00";
+    return dollars < 0.01 ? "$" + dollars.toFixed(4) : "$" + dollars.toFixed(2);
+  }
+  function estimateTokens(text) {
+    var bytes = new TextEncoder().encode(text).length;
+    var pieces = (text.match(/[\p{L}\p{N}_]+|[^\p{L}\p{N}_\s]/gu) || []).length;
+    return Math.max(Math.ceil(bytes / 3), pieces);
+  }
+  function updateEstimate() {
+    var el = document.getElementById("cost-estimate");
+    var input = document.getElementById("message-input");
+    if (!el || !input) return;
+    var d = el.dataset;
+    var inputTokens = Number(d.historyTokens) + estimateTokens(input.value) + 4;
+    var micros = Math.ceil(
+      (inputTokens * Number(d.inputPrice) + Number(d.maxOutput) * Number(d.outputPrice)) / 1000
+    );
+    el.textContent = micros > 0 ? "Next message: up to " + formatUsd(micros) + "." : "";
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "message-input") updateEstimate();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    updateEstimate();
     scrollToBottom();
     var input = document.getElementById("message-input");
     if (input) input.focus();

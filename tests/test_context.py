@@ -37,15 +37,15 @@ OVERHEAD = catalog.MESSAGE_OVERHEAD_TOKENS
 
 def test_everything_fits_at_exactly_the_budget():
     messages = history(10, 20, 30)
-    kept, omitted = fit_history(messages, budget=60 + 3 * OVERHEAD, count=count)
-    assert (kept, omitted) == (messages, 0)
+    kept, omitted, used = fit_history(messages, budget=60 + 3 * OVERHEAD, count=count)
+    assert (kept, omitted, used) == (messages, 0, 60 + 3 * OVERHEAD)
 
 
 def test_one_token_over_leaves_the_oldest_out_and_keeps_a_user_message_first():
     messages = history(10, 20, 30)
-    kept, omitted = fit_history(messages, budget=60 + 3 * OVERHEAD - 1, count=count)
+    kept, omitted, used = fit_history(messages, budget=60 + 3 * OVERHEAD - 1, count=count)
     # The oldest user message goes; the assistant reply then leading is dropped too.
-    assert kept == messages[2:] and omitted == 2
+    assert kept == messages[2:] and omitted == 2 and used == 30 + OVERHEAD
 
 
 def test_a_message_that_cannot_fit_alone_is_refused():

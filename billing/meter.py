@@ -1,0 +1,320 @@
+"""The meter: reserve the most a turn can cost before any upstream call, settle it once.
+
+Per user and day, and for the service per day, `spent + reserved <= cap` always holds.
+Each reservation and each settlement is one transaction that locks the day's rows in one
+fixed order (the user's, then the service's) and changes them with conditional UPDATEs
+(`... WHERE spent + reserved + amount <= cap`), so concurrent turns in any number of
+processes can never overspend: on PostgreSQL the row locks serialise them, on SQLite the
+IMMEDIATE transactions do. Without the fixed order two turns could deadlock.
+"""
+
+from __future__ import annotations
+
+import math
+import zoneinfo
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from .models import (
+    CatalogModel,
+    DailySpend,
+    Outcome,
+    Reservation,
+    UsageRecord,
+    UserBudget,
+)
+
+
+# --- money and days ----------------------------------------------------------------------
+def cost_micros(
+    input_tokens: int, output_tokens: int, input_per_1k: int, output_per_1k: int
+) -> int:
+    """What tokens cost at per-1k prices, in whole micro-dollars, rounded up."""
+    return math.ceil((input_tokens * input_per_1k + output_tokens * output_per_1k) / 1000)
+
+
+def format_usd(micros: int) -> str:
+    """Dollars for people: cents from a cent up, four decimals below it."""
+    dollars = micros / 1_000_000
+    if micros == 0:
+        return "$0.00"
+    if abs(dollars) < 0.01:
+        return f"${dollars:.4f}"
+    return f"${dollars:,.2f}"
+
+
+def billing_zone() -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(settings.BILLING_TIMEZONE)
+
+
+def today(now: datetime | None = None) -> date:
+    return (now or timezone.now()).astimezone(billing_zone()).date()
+
+
+def resets_at(day: date) -> datetime:
+    """When `day`'s budget resets: midnight at its end, in the billing time zone."""
+    return datetime.combine(day + timedelta(days=1), time.min, billing_zone())
+
+
+def _in_words(delta: timedelta) -> str:
+    minutes = max(0, math.ceil(delta.total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+# --- caps --------------------------------------------------------------------------------
+def user_cap_micros(user: AbstractBaseUser) -> int:
+    override = (
+        UserBudget.objects.filter(user=user).values_list("daily_cap_micros", flat=True).first()
+    )
+    return settings.USER_DAILY_CAP_MICROS if override is None else override
+
+
+def service_cap_micros() -> int:
+    return settings.DAILY_CAP_MICROS
+
+
+def _scope(user: AbstractBaseUser) -> str:
+    return f"user:{user.pk}"
+
+
+def _row(scope: str, day: date, user: AbstractBaseUser | None) -> DailySpend:
+    """The day's row for a scope, created if missing (a racing creator is fine)."""
+    try:
+        row, _ = DailySpend.objects.get_or_create(scope=scope, day=day, defaults={"user": user})
+    except IntegrityError:
+        row = DailySpend.objects.get(scope=scope, day=day)
+    return row
+
+
+# --- reserve -----------------------------------------------------------------------------
+class Refused(Exception):
+    """No budget for this turn. `message` is what the user reads."""
+
+    def __init__(self, message: str, *, scope: str):
+        super().__init__(message)
+        self.message = message
+        self.scope = scope  # "user", "service" or "price"
+
+
+@dataclass(frozen=True)
+class Grant:
+    reservation_id: int
+    amount_micros: int
+    max_tokens: int  # possibly lowered to fit the budget left
+
+
+def _refusal(scope: str, spent: int, cap: int, day: date) -> Refused:
+    reset = resets_at(day)
+    when = f"{reset:%H:%M} {reset.tzname()} (in {_in_words(reset - timezone.now())})"
+    if scope == "user":
+        return Refused(
+            f"You've used {format_usd(spent)} of your {format_usd(cap)} daily budget. "
+            f"It resets at {when}.",
+            scope="user",
+        )
+    return Refused(
+        f"The service has reached today's spending limit of {format_usd(cap)}. "
+        f"It resets at {when}.",
+        scope="service",
+    )
+
+
+def reserve(
+    *,
+    user: AbstractBaseUser,
+    model: CatalogModel,
+    input_tokens: int,
+    max_tokens: int,
+    conversation_id: object = None,
+    message_id: int | None = None,
+) -> Grant:
+    """Hold the most this turn can cost against the user's and the service's day.
+
+    If the money left cannot pay for `max_tokens` of reply but can pay for the input and
+    MIN_USEFUL_OUTPUT_TOKENS, the reply is shortened to fit; otherwise `Refused`.
+    """
+    price_in, price_out = model.input_price_per_1k_micros, model.output_price_per_1k_micros
+    if price_in is None or price_out is None or price_in < 0 or price_out < 0:
+        # Fail closed: a model without a sane price is never called.
+        raise Refused(
+            "This model has no valid price yet, so it cannot be used. An administrator has "
+            "been notified.",
+            scope="price",
+        )
+    day = today()
+    user_cap, service_cap = user_cap_micros(user), service_cap_micros()
+    with transaction.atomic():
+        user_row = _row(_scope(user), day, user)
+        service_row = _row(DailySpend.SERVICE, day, None)
+        # Always the user's row first, then the service's: one order, no deadlock.
+        user_row = DailySpend.objects.select_for_update().get(pk=user_row.pk)
+        service_row = DailySpend.objects.select_for_update().get(pk=service_row.pk)
+        user_left = user_cap - user_row.spent_micros - user_row.reserved_micros
+        service_left = service_cap - service_row.spent_micros - service_row.reserved_micros
+        left = min(user_left, service_left)
+
+        tokens = max_tokens
+        amount = cost_micros(input_tokens, tokens, price_in, price_out)
+        if amount > left:
+            affordable = (
+                (left * 1000 - input_tokens * price_in) // price_out if price_out else max_tokens
+            )
+            tokens = min(max_tokens, affordable)
+            if tokens < min(settings.MIN_USEFUL_OUTPUT_TOKENS, max_tokens):
+                if user_left <= service_left:
+                    raise _refusal("user", user_row.spent_micros, user_cap, day)
+                raise _refusal("service", service_row.spent_micros, service_cap, day)
+            amount = cost_micros(input_tokens, tokens, price_in, price_out)
+
+        for row, cap in ((user_row, user_cap), (service_row, service_cap)):
+            held = DailySpend.objects.filter(
+                pk=row.pk, spent_micros__lte=cap - amount - F("reserved_micros")
+            ).update(reserved_micros=F("reserved_micros") + amount)
+            if held != 1:  # Cannot happen under the row lock; refuse rather than overspend.
+                raise _refusal("user" if row is user_row else "service", row.spent_micros, cap, day)
+        reservation = Reservation.objects.create(
+            user=user,
+            day=day,
+            model=model.slug,
+            input_price_per_1k_micros=price_in,
+            output_price_per_1k_micros=price_out,
+            input_tokens_estimate=input_tokens,
+            max_tokens=tokens,
+            amount_micros=amount,
+            conversation_id=conversation_id,
+            message_id=message_id,
+        )
+    return Grant(reservation_id=reservation.pk, amount_micros=amount, max_tokens=tokens)
+
+
+# --- settle ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Attempt:
+    """One upstream request of a turn, as it went."""
+
+    input_tokens: int
+    output_tokens: int
+    outcome: str
+    error_kind: str = ""
+    upstream_request_id: str = ""
+    ttft_ms: int | None = None
+    duration_ms: int | None = None
+    retries: int = 0
+
+
+def settle(*, reservation_id: int, attempts: list[Attempt]) -> int | None:
+    """Release the reservation and charge what the attempts cost. Exactly once: a second
+    call for the same reservation changes nothing and returns None; else what was charged.
+
+    The charge never takes a day past its cap: the rare excess over the reservation (an
+    input larger than estimated) is charged only as far as the caps allow.
+    """
+    with transaction.atomic():
+        claimed = Reservation.objects.filter(
+            pk=reservation_id, state=Reservation.State.HELD
+        ).update(state=Reservation.State.SETTLED, settled_at=timezone.now())
+        if not claimed:
+            return None
+        reservation = Reservation.objects.select_related("user").get(pk=reservation_id)
+        user = reservation.user
+        costs = [
+            cost_micros(
+                a.input_tokens,
+                a.output_tokens,
+                reservation.input_price_per_1k_micros,
+                reservation.output_price_per_1k_micros,
+            )
+            for a in attempts
+        ]
+        user_row = DailySpend.objects.select_for_update().get(
+            scope=_scope(user), day=reservation.day
+        )
+        service_row = DailySpend.objects.select_for_update().get(
+            scope=DailySpend.SERVICE, day=reservation.day
+        )
+        amount = reservation.amount_micros
+        room = min(
+            user_cap_micros(user) - user_row.spent_micros - user_row.reserved_micros + amount,
+            service_cap_micros() - service_row.spent_micros - service_row.reserved_micros + amount,
+        )
+        charged_total = max(0, min(sum(costs), room))
+        for row in (user_row, service_row):
+            DailySpend.objects.filter(pk=row.pk).update(
+                reserved_micros=F("reserved_micros") - amount,
+                spent_micros=F("spent_micros") + charged_total,
+            )
+        remaining = charged_total
+        records = []
+        for attempt, cost in zip(attempts, costs, strict=True):
+            charged = min(cost, remaining)
+            remaining -= charged
+            records.append(
+                UsageRecord(
+                    reservation=reservation,
+                    user=user,
+                    day=reservation.day,
+                    conversation_id=reservation.conversation_id,
+                    message_id=reservation.message_id,
+                    model=reservation.model,
+                    input_tokens=attempt.input_tokens,
+                    output_tokens=attempt.output_tokens,
+                    cost_micros=cost,
+                    charged_micros=charged,
+                    outcome=attempt.outcome,
+                    error_kind=attempt.error_kind,
+                    upstream_request_id=attempt.upstream_request_id,
+                    ttft_ms=attempt.ttft_ms,
+                    duration_ms=attempt.duration_ms,
+                    retries=attempt.retries,
+                )
+            )
+        UsageRecord.objects.bulk_create(records)
+        Reservation.objects.filter(pk=reservation_id).update(charged_micros=charged_total)
+    return charged_total
+
+
+def release_unused(reservation_id: int, *, outcome: str = Outcome.FAILED) -> int | None:
+    """Settle a turn that never reached the upstream: nothing is charged."""
+    return settle(
+        reservation_id=reservation_id,
+        attempts=[Attempt(input_tokens=0, output_tokens=0, outcome=outcome)],
+    )
+
+
+# --- reads -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spend:
+    spent_micros: int
+    cap_micros: int
+
+    @property
+    def text(self) -> str:
+        return f"{format_usd(self.spent_micros)} of {format_usd(self.cap_micros)} today"
+
+
+def spend_today(user: AbstractBaseUser) -> Spend:
+    spent = (
+        DailySpend.objects.filter(scope=_scope(user), day=today())
+        .values_list("spent_micros", flat=True)
+        .first()
+    )
+    return Spend(spent or 0, user_cap_micros(user))
+
+
+def held_reservations_older_than(seconds: int) -> list[Reservation]:
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    return list(Reservation.objects.filter(state=Reservation.State.HELD, created_at__lt=cutoff))
+
+
+def ledger_total(day: date, *, user: AbstractBaseUser | None = None) -> int:
+    records = UsageRecord.objects.filter(day=day)
+    if user is not None:
+        records = records.filter(user=user)
+    return records.aggregate(total=Sum("charged_micros"))["total"] or 0
