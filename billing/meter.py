@@ -40,13 +40,15 @@ def cost_micros(
 
 
 def format_usd(micros: int) -> str:
-    """Dollars for people: cents from a cent up, four decimals below it."""
-    dollars = micros / 1_000_000
+    """Dollars for people: cents from a cent up; below it, every micro-dollar shown (at
+    least four decimals), so a small cost never reads as zero."""
     if micros == 0:
         return "$0.00"
-    if abs(dollars) < 0.01:
-        return f"${dollars:.4f}"
-    return f"${dollars:,.2f}"
+    if abs(micros) >= 10_000:
+        return f"${micros / 1_000_000:,.2f}"
+    text = f"{micros / 1_000_000:.6f}".rstrip("0")
+    decimals = len(text.split(".")[1])
+    return f"${micros / 1_000_000:.{max(4, decimals)}f}"
 
 
 def billing_zone() -> zoneinfo.ZoneInfo:

@@ -81,9 +81,11 @@
   // typed (estimated as the server does: a token per three UTF-8 bytes, or per word and
   // mark if more) and a full-length reply, at the model's per-1k prices.
   function formatUsd(micros) {
-    var dollars = micros / 1e6;
+    // As the server shows money (billing/meter.py, format_usd).
     if (micros === 0) return "$0.00";
-    return dollars < 0.01 ? "$" + dollars.toFixed(4) : "$" + dollars.toFixed(2);
+    if (micros >= 10000) return "$" + (micros / 1e6).toFixed(2);
+    var decimals = Math.max(4, (micros / 1e6).toFixed(6).replace(/0+$/, "").split(".")[1].length);
+    return "$" + (micros / 1e6).toFixed(decimals);
   }
   function estimateTokens(text) {
     var bytes = new TextEncoder().encode(text).length;

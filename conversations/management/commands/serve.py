@@ -8,6 +8,7 @@ the process and points the anthropic provider at it.
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +37,7 @@ class Command(BaseCommand):
         # After migrating (the checks read the model catalog) and after the simulator set
         # its URL and key.
         self.check(display_num_errors=True)
+        self._start_recovery()
 
         from chatsite.asgi import application
 
@@ -51,6 +53,28 @@ class Command(BaseCommand):
             application_close_timeout=10,
             server_name="chatsite",
         ).run()
+
+    def _start_recovery(self) -> None:
+        """Settle turns whose process died (at start, then every so often): their replies
+        are marked interrupted and their reservations settled; nothing is re-run."""
+        from django.db import close_old_connections
+
+        from conversations.services import recover_stale_turns
+
+        def loop() -> None:
+            while True:
+                try:
+                    recovered = recover_stale_turns()
+                    if recovered:
+                        self.stdout.write(f"Recovered {recovered} interrupted turn(s).")
+                except Exception as exc:  # Recovery must never take the server down.
+                    self.stderr.write(f"Recovery failed: {exc}")
+                finally:
+                    close_old_connections()
+                stop.wait(settings.RECOVERY_STALE_SECONDS / 2)
+
+        stop = threading.Event()
+        threading.Thread(target=loop, name="turn-recovery", daemon=True).start()
 
     def _start_simulator(self) -> None:
         from llm.simulator import SimulatorConfig, start_in_thread
