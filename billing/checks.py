@@ -32,6 +32,8 @@ def check_provider_settings(app_configs: Any = None, **kwargs: Any) -> list[Chec
                 id="billing.E001",
             )
         ]
+    if provider == Provider.ANTHROPIC and settings.ANTHROPIC_SIMULATOR:
+        return []  # `serve` starts the simulator and sets the URL and key itself.
     return [
         Error(
             f"LLM_PROVIDER is {provider!r} but {name} ({what}) is not set.",

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .conftest import require
@@ -45,9 +46,16 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60)
     raise RuntimeError(f"nothing listened on {port} within {timeout}s")
 
 
+@dataclass
+class Served:
+    url: str
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+
 @contextmanager
-def served_app(tmp: Path, **env: str) -> Iterator[str]:
-    """`manage.py serve` on a fresh SQLite file, as a user starts it; yields its URL.
+def served(tmp: Path, **env: str) -> Iterator[Served]:
+    """`manage.py serve` on a fresh SQLite file, as a user starts it, in its own process.
     With no `env`, it is the README's command on a fresh clone."""
     port = free_port()
     environment = {
@@ -66,7 +74,7 @@ def served_app(tmp: Path, **env: str) -> Iterator[str]:
     )
     try:
         wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", proc, environment)
     finally:
         proc.terminate()
         try:
@@ -74,6 +82,13 @@ def served_app(tmp: Path, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@contextmanager
+def served_app(tmp: Path, **env: str) -> Iterator[str]:
+    """Like `served`, yielding the app's URL."""
+    with served(tmp, **env) as app:
+        yield app.url
 
 
 # The claude-4-6 simulator inside `serve`, so tests can drive it with directives.

@@ -11,6 +11,8 @@ from conversations.services import recover_stale_turns
 
 class Command(BaseCommand):
     help = "Mark turns whose process died as interrupted and settle their reservations."
+    # Recovery needs only the database, not a working provider configuration.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
