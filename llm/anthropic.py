@@ -21,7 +21,7 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .http import http_client, retry_after, transport_error
+from .http import HttpProvider, retry_after, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +122,12 @@ class AnthropicConfig:
     read_timeout: float = 60.0
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """Streams from `POST {base_url}/v1/messages` with SSE parsed by httpx-sse."""
 
     name = "anthropic"
 
-    def __init__(self, config: AnthropicConfig, *, client: httpx.AsyncClient | None = None):
-        self.config = config
-        self._client = client or http_client(
-            config.base_url,
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout,
-        )
+    config: AnthropicConfig
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -185,9 +179,6 @@ class AnthropicProvider:
             yield transport_error(exc)
         except SSEError as exc:
             yield StreamError(kind=ErrorKind.MALFORMED, message=f"Not an event stream: {exc}")
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 async def _parse_events(sse_events: AsyncIterator[Any], request_id: str) -> AsyncIterator[Event]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from .base import ErrorKind, StreamError
@@ -15,6 +17,23 @@ def http_client(base_url: str, *, connect_timeout: float, read_timeout: float) -
         ),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
     )
+
+
+class HttpProvider:
+    """What every provider over HTTP has: one connection pool, made from its config."""
+
+    name = "http"
+
+    def __init__(self, config: Any, *, client: httpx.AsyncClient | None = None):
+        self.config = config
+        self._client = client or http_client(
+            config.base_url,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 def retry_after(headers: httpx.Headers) -> float | None:

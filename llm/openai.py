@@ -20,7 +20,7 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .http import http_client, retry_after, transport_error
+from .http import HttpProvider, retry_after, transport_error
 
 _STATUS_KINDS = {
     400: ErrorKind.INVALID_REQUEST,
@@ -77,16 +77,10 @@ class OpenAIConfig:
     read_timeout: float = 60.0
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     name = "openai"
 
-    def __init__(self, config: OpenAIConfig, *, client: httpx.AsyncClient | None = None):
-        self.config = config
-        self._client = client or http_client(
-            config.base_url,
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout,
-        )
+    config: OpenAIConfig
 
     @staticmethod
     def body(request: ChatRequest) -> dict[str, Any]:
@@ -170,6 +164,3 @@ class OpenAIProvider:
             yield transport_error(exc)
         except SSEError as exc:
             yield StreamError(kind=ErrorKind.MALFORMED, message=f"Not an event stream: {exc}")
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
