@@ -221,6 +221,15 @@ MIN_USEFUL_OUTPUT_TOKENS = envint("MIN_USEFUL_OUTPUT_TOKENS", 256)
 # A reservation whose turn has shown no sign of life for this long is settled by recovery.
 RECOVERY_STALE_SECONDS = envint("RECOVERY_STALE_SECONDS", 60)
 
+# --- Upstream rate and retries -----------------------------------------------------------
+# Requests per minute to each remote model, spread evenly (60 go out one a second), for the
+# whole service: shared through Redis when REDIS_URL is set.
+UPSTREAM_RPM = envint("UPSTREAM_RPM", 60)
+# Retryable failures before the first token are retried: at most this many attempts in all,
+# within this many seconds.
+UPSTREAM_MAX_ATTEMPTS = envint("UPSTREAM_MAX_ATTEMPTS", 3)
+UPSTREAM_RETRY_WINDOW_SECONDS = envint("UPSTREAM_RETRY_WINDOW_SECONDS", 30)
+
 # --- Streaming ------------------------------------------------------------------------
 # Tokens are coalesced into batches at most this far apart before they go to sockets.
 STREAM_BATCH_INTERVAL_MS = envint("STREAM_BATCH_INTERVAL_MS", 50)

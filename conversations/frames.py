@@ -29,9 +29,11 @@ def batch(reply_id: int, seq: int, text: str) -> str:
     )
 
 
-def reply_status(reply_id: int, *, queued: int = 0) -> str:
+def reply_status(reply_id: int, *, queued: int = 0, text: str = "") -> str:
     """What a reply without text yet is waiting for."""
-    if queued:
+    if text:
+        pass
+    elif queued:
         ahead = "1 request" if queued == 1 else f"{queued} requests"
         text = f"Queued: {ahead} ahead of yours…"
     else:

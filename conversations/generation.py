@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from billing import catalog, meter
 from billing.errors import admin_detail
+from billing.limiter import limiter
 from llm.base import (
     ChatRequest,
     ErrorKind,
@@ -40,6 +49,63 @@ log = logging.getLogger(__name__)
 _running: dict[int, Generation] = {}
 
 
+class _Retryable(Exception):
+    def __init__(self, error: StreamError):
+        super().__init__(error.message)
+        self.error = error
+
+
+def _retry_wait(state: RetryCallState) -> float:
+    """Honour the upstream's retry-after; otherwise exponential backoff with jitter."""
+    failure = state.outcome.exception() if state.outcome else None
+    if isinstance(failure, _Retryable) and failure.error.retry_after:
+        return min(failure.error.retry_after, settings.UPSTREAM_RETRY_WINDOW_SECONDS)
+    return _backoff(state)
+
+
+_backoff = wait_random_exponential(multiplier=0.5, max=8)
+
+
+@dataclass
+class _Try:
+    """One upstream request of a turn, as it goes."""
+
+    started_at: float
+    finished_at: float = 0.0
+    first_token_at: float | None = None
+    accepted: bool = False  # the upstream took the request (and may bill for it)
+    request_id: str = ""
+    usage: Usage = field(default_factory=Usage)
+    deltas: int = 0
+    end: StreamEnd | None = None
+    error: StreamError | None = None
+
+    def bill(self, input_estimate: int, *, outcome: str, retries: int) -> meter.Attempt:
+        """What to bill: the upstream's count when it gave one; for a stream cut short,
+        the input plus what was received, a token per text delta (each carries at least
+        one, so this never bills more than was sent); nothing if never accepted."""
+        input_tokens = self.usage.input_tokens or (input_estimate if self.accepted else 0)
+        if self.end is not None and self.usage.output_tokens is not None:
+            output_tokens = self.usage.output_tokens
+        else:
+            output_tokens = self.deltas
+        error = self.error
+        return meter.Attempt(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            outcome=outcome,
+            error_kind=error.kind.value if error else "",
+            upstream_request_id=self.request_id or (error.request_id if error else ""),
+            ttft_ms=(
+                round((self.first_token_at - self.started_at) * 1000)
+                if self.first_token_at
+                else None
+            ),
+            duration_ms=round(((self.finished_at or self.started_at) - self.started_at) * 1000),
+            retries=retries,
+        )
+
+
 @dataclass
 class Generation:
     reply_id: int
@@ -52,6 +118,7 @@ class Generation:
     stop_requested: bool = False
     seq: int = 0
     parts: list[str] = field(default_factory=list)
+    tries: list[_Try] = field(default_factory=list)
     _pending: list[str] = field(default_factory=list)
     _last_flush: float = 0.0
     _flush_timer: asyncio.TimerHandle | None = None
@@ -67,26 +134,67 @@ class Generation:
             # Every call to a model goes through the meter: no reservation, no call.
             raise ValueError(f"reply {self.reply_id} has no budget reservation")
         loop = asyncio.get_running_loop()
+        cancelled_by_shutdown = False
+        heartbeat = asyncio.create_task(self._heartbeat())
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.UPSTREAM_MAX_ATTEMPTS)
+            | stop_after_delay(settings.UPSTREAM_RETRY_WINDOW_SECONDS),
+            wait=_retry_wait,
+            retry=retry_if_exception_type(_Retryable),
+            before_sleep=self._announce_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    current = await self._attempt(loop)
+                    error = current.error
+                    # Retry only what may work next time, and only before any text was
+                    # shown: after that, the partial reply stands and Retry is offered.
+                    if error is not None and error.retryable and not self.parts:
+                        if error.kind is ErrorKind.RATE_LIMIT and error.retry_after:
+                            await limiter().pause(self._limiter_key, error.retry_after)
+                        raise _Retryable(error)
+        except _Retryable:
+            pass  # Out of attempts or time: the last error stands.
+        except Exception as exc:  # A bug must still end the turn, not leave it spinning.
+            log.exception("reply %s: generation failed", self.reply_id)
+            if self.tries:
+                self.tries[-1].error = StreamError(kind=ErrorKind.UNKNOWN, message=repr(exc))
+        except asyncio.CancelledError:
+            # Stop, or the server shutting down: either way the turn still ends here.
+            cancelled_by_shutdown = not self.stop_requested
+        finally:
+            heartbeat.cancel()
+        await self.flush()
+        await self._end(loop, cancelled_by_shutdown)
+        if cancelled_by_shutdown:
+            raise asyncio.CancelledError
+
+    @property
+    def _limiter_key(self) -> str:
+        return f"{self.provider.name}:{self.request.model}"
+
+    async def _attempt(self, loop: asyncio.AbstractEventLoop) -> _Try:
+        """One upstream request, streamed to everyone watching."""
+        current = _Try(started_at=loop.time())
+        self.tries.append(current)
+        # Made before the slot is taken, so the request leaves as soon as its slot comes
+        # (the first client of a process takes a while to make).
+        client = catalog.client(self.provider)
+        if self.provider.name != "local":  # the local model queues by itself
+            await limiter().acquire(self._limiter_key, on_queued=self._announce_queue)
+            current.started_at = loop.time()
         interval = settings.STREAM_BATCH_INTERVAL_MS / 1000
         checkpoint_every = settings.STREAM_CHECKPOINT_INTERVAL_MS / 1000
         last_checkpoint = loop.time()
-        usage = Usage()
-        deltas = 0
-        end: StreamEnd | None = None
-        error: StreamError | None = None
-        request_id = ""
-        cancelled_by_shutdown = False
-        accepted = False  # whether the upstream took the request (and may bill for it)
-        started_at = loop.time()
-        first_token_at: float | None = None
-        stream = catalog.client(self.provider).stream(self.request)
-        heartbeat = asyncio.create_task(self._heartbeat())
+        stream = client.stream(self.request)
         try:
             async for event in stream:
                 if isinstance(event, TextDelta):
-                    deltas += 1
-                    if first_token_at is None:
-                        first_token_at = loop.time()
+                    current.deltas += 1
+                    if current.first_token_at is None:
+                        current.first_token_at = loop.time()
                     self.parts.append(event.text)
                     self._pending.append(event.text)
                     now = loop.time()
@@ -101,86 +209,82 @@ class Generation:
                             reply_id=self.reply_id, content=self.text
                         )
                 elif isinstance(event, Usage):
-                    usage = Usage(
-                        input_tokens=event.input_tokens or usage.input_tokens,
-                        output_tokens=event.output_tokens or usage.output_tokens,
+                    current.usage = Usage(
+                        input_tokens=event.input_tokens or current.usage.input_tokens,
+                        output_tokens=event.output_tokens or current.usage.output_tokens,
                     )
                 elif isinstance(event, Queued):
                     await hub.publish(
                         self.group, frames.reply_status(self.reply_id, queued=event.position)
                     )
                 elif isinstance(event, StreamStarted):
-                    accepted = True
-                    request_id = event.request_id
+                    current.accepted = True
+                    current.request_id = event.request_id
                     if not self.parts:
                         await hub.publish(self.group, frames.reply_status(self.reply_id))
                 elif isinstance(event, StreamEnd):
-                    end = event
+                    current.end = event
                 elif isinstance(event, StreamError):
-                    error = event
-        except asyncio.CancelledError:
-            # Stop, or the server shutting down: either way the turn still ends here.
-            cancelled_by_shutdown = not self.stop_requested
+                    current.error = event
+            if current.end is None and current.error is None:
+                current.error = StreamError(
+                    kind=ErrorKind.CONNECTION, message="The stream ended early."
+                )
         finally:
-            heartbeat.cancel()
+            current.finished_at = loop.time()
             # Closing the stream closes the HTTP response: the upstream stops generating.
             await stream.aclose()
-        await self.flush()
-        finished_at = loop.time()
+        if current.error is not None:
+            log.warning("reply %s: %s", self.reply_id, admin_detail(current.error))
+        return current
 
+    async def _announce_queue(self, ahead: int, seconds: float) -> None:
+        if not self.parts:
+            text = f"Queued: {ahead} ahead of yours, starting in about {max(1, round(seconds))} s…"
+            await hub.publish(self.group, frames.reply_status(self.reply_id, text=text))
+
+    async def _announce_retry(self, state: RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action else 0
+        text = f"The model service is busy. Retrying in {max(1, round(wait))} s…"
+        await hub.publish(self.group, frames.reply_status(self.reply_id, text=text))
+
+    async def _end(self, loop: asyncio.AbstractEventLoop, cancelled_by_shutdown: bool) -> None:
+        """End the turn once: its status, its text, its bill."""
+        last = self.tries[-1] if self.tries else _Try(started_at=loop.time())
+        last.finished_at = last.finished_at or loop.time()
+        error, end = last.error, last.end
         if self.stop_requested:
-            status = Message.Status.STOPPED
+            status, error = Message.Status.STOPPED, None
         elif cancelled_by_shutdown:
-            status = Message.Status.INTERRUPTED
+            status, error = Message.Status.INTERRUPTED, None
         elif error is not None:
             status = Message.Status.FAILED
-        elif end is not None:
-            status = (
-                Message.Status.CUT_OFF
-                if end.stop_reason == "max_tokens"
-                else Message.Status.COMPLETE
-            )
+        elif end is not None and end.stop_reason == "max_tokens":
+            status = Message.Status.CUT_OFF
         else:
-            status = Message.Status.FAILED
-            error = StreamError(kind=ErrorKind.CONNECTION, message="The stream ended early.")
-        if error is not None:
-            log.warning("reply %s failed: %s", self.reply_id, admin_detail(error))
+            status = Message.Status.COMPLETE
         text = self.text
         html = await sync_to_async(render_markdown, thread_sensitive=False)(text) if text else ""
-        # What to bill: the upstream's count when it gave one; for a stream cut short,
-        # the input plus what was received, a token per text delta (each carries at least
-        # one, so this never bills more than was sent); nothing if never accepted.
-        input_tokens = usage.input_tokens or (self.input_estimate if accepted else 0)
-        if end is not None and usage.output_tokens is not None:
-            output_tokens = usage.output_tokens
-        else:
-            output_tokens = deltas
-        error_kind = (
-            error.kind.value
-            if error
-            else ("interrupted" if status == Message.Status.INTERRUPTED else "")
-        )
-        attempt = meter.Attempt(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            outcome=status,
-            error_kind=error_kind,
-            upstream_request_id=request_id or (error.request_id if error else ""),
-            ttft_ms=round((first_token_at - started_at) * 1000) if first_token_at else None,
-            duration_ms=round((finished_at - started_at) * 1000),
-        )
+        attempts = [
+            try_.bill(
+                self.input_estimate,
+                outcome=Message.Status.FAILED if try_ is not last else status,
+                retries=len(self.tries) - 1 if try_ is last else 0,
+            )
+            for try_ in self.tries
+        ]
+        if status == Message.Status.INTERRUPTED and attempts:
+            attempts[-1] = replace(attempts[-1], error_kind="interrupted")
         message, spend = await database_sync_to_async(_finish)(
             reply_id=self.reply_id,
             reservation_id=self.reservation_id,
-            attempt=attempt,
+            attempts=attempts,
             content=text,
             content_html=html,
             stop_reason=end.stop_reason if end else "",
             error_detail=admin_detail(error) if error else "",
         )
         await hub.publish(self.group, frames.message_replaced(message) + frames.spend(spend))
-        if cancelled_by_shutdown:
-            raise asyncio.CancelledError
 
     async def _heartbeat(self) -> None:
         """Show recovery this turn is alive, even while no token arrives."""
@@ -254,28 +358,29 @@ def _finish(
     *,
     reply_id: int,
     reservation_id: int | None,
-    attempt: meter.Attempt,
+    attempts: list[meter.Attempt],
     content: str,
     content_html: str,
     stop_reason: str,
     error_detail: str,
 ) -> tuple[Message, meter.Spend]:
     """End the turn: settle its reservation (exactly once) and record the reply, together."""
+    last = attempts[-1]
     with transaction.atomic():
         charged = None
         if reservation_id is not None:
-            charged = meter.settle(reservation_id=reservation_id, attempts=[attempt])
+            charged = meter.settle(reservation_id=reservation_id, attempts=attempts)
         message = reply_finish(
             reply_id=reply_id,
             content=content,
             content_html=content_html,
-            status=attempt.outcome,
-            input_tokens=attempt.input_tokens,
-            output_tokens=attempt.output_tokens,
+            status=last.outcome,
+            input_tokens=last.input_tokens,
+            output_tokens=last.output_tokens,
             stop_reason=stop_reason,
-            error_kind=attempt.error_kind,
+            error_kind=last.error_kind,
             error_detail=error_detail,
-            upstream_request_id=attempt.upstream_request_id,
+            upstream_request_id=last.upstream_request_id,
             cost_micros=charged,
         )
     return message, meter.spend_today(message.conversation.owner)

@@ -39,20 +39,25 @@ def messages_for_page(conversation: Conversation) -> list[Message]:
 
 
 def history_for(conversation: Conversation, *, up_to: Message) -> list[ChatMessage]:
-    """The messages sent to the model for a reply to `up_to`: every user message and every
-    reply with text, in order. Failed replies without text are left out, so the history
-    still alternates user/assistant as the Messages API requires."""
-    rows = (
+    """The messages sent to the model for a reply to `up_to`: the conversation as the model
+    saw it. A turn that got no text back (refused, or failed before any) is left out with
+    its question, so the history alternates user/assistant as the Messages API requires."""
+    rows = list(
         conversation.messages.filter(id__lte=up_to.id)
         .order_by("created_at", "id")
-        .values_list("role", "content", "status")
+        .values_list("id", "role", "content", "reply_to_id")
     )
+    answered = {
+        reply_to for _id, role, content, reply_to in rows if role == "assistant" and content
+    }
     history: list[ChatMessage] = []
-    for role, content, _status in rows:
+    for message_id, role, content, _reply_to in rows:
+        if role == "user" and message_id != up_to.id and message_id not in answered:
+            continue
         if not content.strip():
             continue
         if history and history[-1].role == role:
-            # Two in a row of one role (a failed reply in between): merge them.
+            # Two in a row of one role cannot happen now, but old data is merged, not lost.
             history[-1] = ChatMessage(role, history[-1].content + "\n\n" + content)
         else:
             history.append(ChatMessage(role, content))

@@ -57,6 +57,8 @@ def use_simulator(simulator: RunningSimulator, settings: object) -> RunningSimul
     settings.ANTHROPIC_BASE_URL = simulator.url  # type: ignore[attr-defined]
     settings.ANTHROPIC_API_KEY = TEST_KEY  # type: ignore[attr-defined]
     settings.STREAM_BATCH_INTERVAL_MS = 20  # type: ignore[attr-defined]
+    # The session's simulator allows 100,000 a minute; tests of the limiter set their own.
+    settings.UPSTREAM_RPM = 100_000  # type: ignore[attr-defined]
     return simulator
 
 

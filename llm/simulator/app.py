@@ -14,7 +14,7 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,6 +141,9 @@ class Simulator:
             path, method = scope["path"], scope["method"]
             if path == "/" and method in {"GET", "HEAD"}:
                 await self._json(send, 200, {"ok": True, "model": self.config.model}, request_id)
+            elif path == "/stats" and method == "GET":
+                # What the simulator saw, for tests and benchmarks in other processes.
+                await self._json(send, 200, asdict(self.stats), request_id)
             elif path == "/v1/messages" and method == "POST":
                 await self._messages(send, receive, headers, body, request_id)
             elif path == "/v1/messages/count_tokens" and method == "POST":
