@@ -30,14 +30,11 @@ def batch(reply_id: int, seq: int, text: str) -> str:
 
 
 def reply_status(reply_id: int, *, queued: int = 0, text: str = "") -> str:
-    """What a reply without text yet is waiting for."""
-    if text:
-        pass
-    elif queued:
+    """What a reply without text yet is waiting for (`text` says it in other words)."""
+    if not text and queued:
         ahead = "1 request" if queued == 1 else f"{queued} requests"
         text = f"Queued: {ahead} ahead of yours…"
-    else:
-        text = "Thinking…"
+    text = text or "Thinking…"
     return (
         f'<span id="m-{reply_id}-status" class="thinking" hx-swap-oob="true">{escape(text)}</span>'
     )
