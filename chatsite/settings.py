@@ -230,6 +230,10 @@ UPSTREAM_RPM = envint("UPSTREAM_RPM", 60)
 UPSTREAM_MAX_ATTEMPTS = envint("UPSTREAM_MAX_ATTEMPTS", 3)
 UPSTREAM_RETRY_WINDOW_SECONDS = envint("UPSTREAM_RETRY_WINDOW_SECONDS", 30)
 
+# Fairness: one person cannot take the whole service's rate. Replies being written at once
+# per user (one per conversation always).
+USER_MAX_ACTIVE_REPLIES = envint("USER_MAX_ACTIVE_REPLIES", 3)
+
 # --- Streaming ------------------------------------------------------------------------
 # Tokens are coalesced into batches at most this far apart before they go to sockets.
 STREAM_BATCH_INTERVAL_MS = envint("STREAM_BATCH_INTERVAL_MS", 50)

@@ -137,12 +137,19 @@ def turn_start(
             # Lock the conversation row so two turns of one conversation cannot both pass
             # the "one active reply" check.
             locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            if locked.messages.filter(
+            active = Message.objects.filter(
+                conversation__owner=user,
                 role=Message.Role.ASSISTANT,
                 status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-            ).exists():
+            )
+            if active.filter(conversation=locked).exists():
                 raise TurnRefused(
                     "Wait for the current reply to finish, or stop it, before sending."
+                )
+            if active.count() >= settings.USER_MAX_ACTIVE_REPLIES:
+                raise TurnRefused(
+                    f"You already have {settings.USER_MAX_ACTIVE_REPLIES} replies being "
+                    "written. Wait for one to finish, or stop one, before sending."
                 )
             user_message = Message.objects.create(
                 conversation=locked,

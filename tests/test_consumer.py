@@ -219,3 +219,30 @@ async def test_a_handshake_from_the_app_origin_is_accepted(alice_cookie):
     connected, _ = await comm.connect()
     assert connected
     await comm.disconnect()
+
+
+async def test_one_person_cannot_run_more_replies_at_once_than_allowed(
+    alice, alice_cookie, settings
+):
+    settings.USER_MAX_ACTIVE_REPLIES = 2
+    comm = await connected(alice_cookie)
+    for n in (1, 2):
+        await comm.send_to(
+            text_data=send(f"Long {n} [sim:tokens=300] [sim:latency=10]", client_id=f"f{n}")
+        )
+        await receive_until(comm, "beforeend:#messages")
+    await comm.send_to(text_data=send("A third", client_id="f3"))
+    frames = await receive_until(comm, "replies being written")
+    assert "You already have 2 replies being written" in frames[-1]
+    assert "A third</textarea>" in frames[-1]
+    await comm.disconnect()
+    from conversations import generation
+
+    running = list(generation._running.values())
+    for reply in running:
+        reply.stop()
+    await asyncio.gather(*(reply.task for reply in running))
+    messages = await database_sync_to_async(
+        lambda: Message.objects.filter(conversation__owner=alice, role="user").count()
+    )()
+    assert messages == 2
