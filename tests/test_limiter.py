@@ -175,6 +175,7 @@ async def test_200_turns_from_20_users_at_once_trip_no_rate_limit(settings, stri
     # 5 ms) while the jitter of a test process does not: so the app is set a little lower.
     settings.ANTHROPIC_BASE_URL = strict_simulator
     settings.UPSTREAM_RPM = 550
+    settings.USER_MAX_ACTIVE_REPLIES = 10  # each of the 20 users has 10 turns at once
     turns = await start_turns(20, 10)
     launched = [await generation.launch(turn) for turn in turns]
     await asyncio.wait_for(asyncio.gather(*(g.task for g in launched)), timeout=180)
