@@ -21,7 +21,7 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .http import HttpProvider, retry_after, transport_error
+from .http import STATUS_KINDS, HttpProvider, retry_after, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +37,6 @@ _TYPE_KINDS = {
     "overloaded_error": ErrorKind.OVERLOADED,
     "timeout_error": ErrorKind.TIMEOUT,
 }
-_STATUS_KINDS = {
-    400: ErrorKind.INVALID_REQUEST,
-    401: ErrorKind.AUTHENTICATION,
-    402: ErrorKind.BILLING,
-    403: ErrorKind.PERMISSION,
-    404: ErrorKind.NOT_FOUND,
-    408: ErrorKind.TIMEOUT,
-    413: ErrorKind.REQUEST_TOO_LARGE,
-    429: ErrorKind.RATE_LIMIT,
-    500: ErrorKind.SERVER,
-    502: ErrorKind.SERVER,
-    503: ErrorKind.OVERLOADED,
-    504: ErrorKind.TIMEOUT,
-    529: ErrorKind.OVERLOADED,
-}
 # The two invalid_request_error messages that really mean "out of money".
 _BILLING_PHRASES = ("credit balance is too low", "reached your specified api usage limits")
 
@@ -65,7 +50,7 @@ def classify_error(
     details: dict[str, Any] | None = None,
 ) -> ErrorKind:
     """Map an upstream error to a kind: by `error.type` first, the HTTP status second."""
-    kind = _TYPE_KINDS.get(error_type) or _STATUS_KINDS.get(status or 0)
+    kind = _TYPE_KINDS.get(error_type) or STATUS_KINDS.get(status or 0)
     if kind is None:
         if status is not None and status >= 500:
             return ErrorKind.SERVER

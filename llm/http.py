@@ -19,6 +19,25 @@ def http_client(base_url: str, *, connect_timeout: float, read_timeout: float) -
     )
 
 
+# What an HTTP status means when nothing more specific is known (Anthropic's error.type
+# comes first where there is one).
+STATUS_KINDS = {
+    400: ErrorKind.INVALID_REQUEST,
+    401: ErrorKind.AUTHENTICATION,
+    402: ErrorKind.BILLING,
+    403: ErrorKind.PERMISSION,
+    404: ErrorKind.NOT_FOUND,
+    408: ErrorKind.TIMEOUT,
+    413: ErrorKind.REQUEST_TOO_LARGE,
+    429: ErrorKind.RATE_LIMIT,
+    500: ErrorKind.SERVER,
+    502: ErrorKind.SERVER,
+    503: ErrorKind.OVERLOADED,
+    504: ErrorKind.TIMEOUT,
+    529: ErrorKind.OVERLOADED,
+}
+
+
 class HttpProvider:
     """What every provider over HTTP has: one connection pool, made from its config."""
 

@@ -20,20 +20,8 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .http import HttpProvider, retry_after, transport_error
+from .http import STATUS_KINDS, HttpProvider, retry_after, transport_error
 
-_STATUS_KINDS = {
-    400: ErrorKind.INVALID_REQUEST,
-    401: ErrorKind.AUTHENTICATION,
-    402: ErrorKind.BILLING,
-    403: ErrorKind.PERMISSION,
-    404: ErrorKind.NOT_FOUND,
-    408: ErrorKind.TIMEOUT,
-    413: ErrorKind.REQUEST_TOO_LARGE,
-    429: ErrorKind.RATE_LIMIT,
-    503: ErrorKind.OVERLOADED,
-    504: ErrorKind.TIMEOUT,
-}
 # OpenAI's finish reasons, in the Anthropic words the rest of the app uses.
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -56,7 +44,7 @@ def _error(status: int, headers: httpx.Headers, body: bytes) -> StreamError:
     except (ValueError, AttributeError):
         message = body[:500].decode("utf-8", "replace")
     wait = retry_after(headers)
-    kind = _STATUS_KINDS.get(status) or (ErrorKind.SERVER if status >= 500 else ErrorKind.UNKNOWN)
+    kind = STATUS_KINDS.get(status) or (ErrorKind.SERVER if status >= 500 else ErrorKind.UNKNOWN)
     if kind is ErrorKind.RATE_LIMIT and code == "insufficient_quota":
         kind = ErrorKind.BILLING
     return StreamError(
