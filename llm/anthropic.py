@@ -21,7 +21,7 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .http import STATUS_KINDS, HttpProvider, retry_after, transport_error
+from .http import STATUS_KINDS, HttpConfig, HttpProvider, retry_after, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +99,8 @@ def error_from_response(status: int, headers: httpx.Headers, body: bytes) -> Str
 
 
 @dataclass
-class AnthropicConfig:
-    base_url: str
-    api_key: str
+class AnthropicConfig(HttpConfig):
     version: str = "2023-06-01"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
 
 
 class AnthropicProvider(HttpProvider):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 
@@ -38,12 +38,22 @@ STATUS_KINDS = {
 }
 
 
+@dataclass
+class HttpConfig:
+    """Where an HTTP provider is and how long to wait for it."""
+
+    base_url: str
+    api_key: str = ""
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
 class HttpProvider:
     """What every provider over HTTP has: one connection pool, made from its config."""
 
     name = "http"
 
-    def __init__(self, config: Any, *, client: httpx.AsyncClient | None = None):
+    def __init__(self, config: HttpConfig, *, client: httpx.AsyncClient | None = None):
         self.config = config
         self._client = client or http_client(
             config.base_url,

@@ -20,7 +20,7 @@ from .base import (
     TextDelta,
     Usage,
 )
-from .http import STATUS_KINDS, HttpProvider, retry_after, transport_error
+from .http import STATUS_KINDS, HttpConfig, HttpProvider, retry_after, transport_error
 
 # OpenAI's finish reasons, in the Anthropic words the rest of the app uses.
 _STOP_REASONS = {
@@ -58,11 +58,8 @@ def _error(status: int, headers: httpx.Headers, body: bytes) -> StreamError:
 
 
 @dataclass
-class OpenAIConfig:
-    base_url: str  # up to and including /v1, e.g. http://127.0.0.1:8080/v1
-    api_key: str = ""
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+class OpenAIConfig(HttpConfig):
+    """`base_url` goes up to and including /v1, e.g. http://127.0.0.1:8080/v1."""
 
 
 class OpenAIProvider(HttpProvider):
