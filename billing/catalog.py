@@ -73,7 +73,9 @@ _clients: weakref.WeakKeyDictionary[
 def _build(spec: ProviderSpec) -> ProviderClient:
     timeouts = {
         "connect_timeout": settings.LLM_CONNECT_TIMEOUT,
-        "read_timeout": settings.LLM_READ_TIMEOUT,
+        # A backstop only: the generation's own first-token and between-token timeouts
+        # come first and say which it was.
+        "read_timeout": max(settings.LLM_FIRST_TOKEN_TIMEOUT, settings.LLM_TOKEN_TIMEOUT) + 10,
     }
     if spec.name == "anthropic":
         return AnthropicProvider(

@@ -205,6 +205,7 @@ class Attempt:
     output_tokens: int
     outcome: str
     error_kind: str = ""
+    error_detail: str = ""
     upstream_request_id: str = ""
     ttft_ms: int | None = None
     duration_ms: int | None = None
@@ -271,6 +272,7 @@ def settle(*, reservation_id: int, attempts: list[Attempt]) -> int | None:
                     charged_micros=charged,
                     outcome=attempt.outcome,
                     error_kind=attempt.error_kind,
+                    error_detail=attempt.error_detail,
                     upstream_request_id=attempt.upstream_request_id,
                     ttft_ms=attempt.ttft_ms,
                     duration_ms=attempt.duration_ms,

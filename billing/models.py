@@ -172,7 +172,11 @@ class Reservation(models.Model):
     charged_micros = models.BigIntegerField(default=0)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "created_at"])]
+        indexes = [
+            models.Index(fields=["state", "created_at"]),
+            # Per-user requests a minute are counted from reservations.
+            models.Index(fields=["user", "created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"Reservation {self.pk} ({self.state})"
@@ -195,6 +199,8 @@ class UsageRecord(models.Model):
     )
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     error_kind = models.CharField(max_length=40, blank=True)
+    # For admins and support: status, upstream error type and message, request id.
+    error_detail = models.TextField(blank=True)
     upstream_request_id = models.CharField(max_length=100, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)

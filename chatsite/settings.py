@@ -204,9 +204,15 @@ OPENAI_API_KEY = envstr("OPENAI_API_KEY", "")
 LOCAL_MODEL_PATH = envstr("LOCAL_MODEL_PATH", "")
 LOCAL_MODEL_THREADS = envint("LOCAL_MODEL_THREADS", 0)
 LOCAL_MODEL_TEMPERATURE = envfloat("LOCAL_MODEL_TEMPERATURE", 0.2)
+# Timeouts, in seconds: to connect; from the request leaving (or the local model taking
+# it) to the first token; between two tokens; and for a whole reply. A timeout before the
+# first token is retried like any retryable failure; after it, the text so far stays.
 LLM_CONNECT_TIMEOUT = envfloat("LLM_CONNECT_TIMEOUT", 10.0)
-# The longest silence between two streamed events before the stream counts as dead.
-LLM_READ_TIMEOUT = envfloat("LLM_READ_TIMEOUT", 60.0)
+LLM_FIRST_TOKEN_TIMEOUT = envfloat("LLM_FIRST_TOKEN_TIMEOUT", 60.0)
+LLM_TOKEN_TIMEOUT = envfloat("LLM_TOKEN_TIMEOUT", 30.0)
+LLM_TOTAL_TIMEOUT = envfloat("LLM_TOTAL_TIMEOUT", 900.0)
+# After this long without a first token, the page says the model is still thinking.
+THINKING_CUE_SECONDS = envfloat("THINKING_CUE_SECONDS", 4.0)
 
 # --- Billing ----------------------------------------------------------------------------
 # Money is integer micro-dollars everywhere; these two are read in dollars for people.
@@ -233,6 +239,8 @@ UPSTREAM_RETRY_WINDOW_SECONDS = envint("UPSTREAM_RETRY_WINDOW_SECONDS", 30)
 # Fairness: one person cannot take the whole service's rate. Replies being written at once
 # per user (one per conversation always).
 USER_MAX_ACTIVE_REPLIES = envint("USER_MAX_ACTIVE_REPLIES", 3)
+# Requests a minute one person can start (messages, Retry and Continue alike).
+USER_RPM = envint("USER_RPM", 20)
 
 # --- Streaming ------------------------------------------------------------------------
 # Tokens are coalesced into batches at most this far apart before they go to sockets.

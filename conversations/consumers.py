@@ -7,6 +7,8 @@ Messages from the page are JSON objects with a `type`:
   {"type": "subscribe", "conversation": ID}   watch a conversation's live frames
   {"type": "send", "conversation": ID or "", "message": TEXT, "client_id": ID}
   {"type": "stop", "reply": ID}
+  {"type": "retry", "reply": ID}       answer a failed reply's question again (a new turn)
+  {"type": "continue", "reply": ID}    let a reply cut off at the length limit go on
 Everything sent back is HTML for htmx's out-of-band swaps (frames.py).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -62,6 +65,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "subscribe": self.on_subscribe,
             "send": self.on_send,
             "stop": self.on_stop,
+            "retry": self.on_retry,
+            "continue": self.on_continue,
         }.get(payload.get("type"))
         if handler is None:
             await self.send(text_data=frames.error("Unknown request."))
@@ -124,6 +129,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=frames.error("There is no reply to stop."))
             return
         generation.stop(reply.pk)
+
+    async def on_retry(self, payload: dict[str, Any]) -> None:
+        await self._follow_up(payload, services.turn_retry, "There is no reply to retry.")
+
+    async def on_continue(self, payload: dict[str, Any]) -> None:
+        await self._follow_up(payload, services.turn_continue, "There is no reply to continue.")
+
+    async def _follow_up(
+        self, payload: dict[str, Any], start: Callable[..., services.Turn], missing: str
+    ) -> None:
+        """Retry or Continue: a new request for an existing reply of the user's."""
+        reply = await self._reply(payload.get("reply"))
+        if reply is None:
+            await self.send(text_data=frames.error(missing))
+            return
+        conversation = await database_sync_to_async(lambda: reply.conversation)()
+        await self._watch(conversation)
+        try:
+            turn = await database_sync_to_async(start)(user=self.scope["user"], reply=reply)
+        except services.TurnRefused as refused:
+            await self.send(text_data=frames.error(refused.message))
+            return
+        await generation.launch(turn)
 
     # --- helpers --------------------------------------------------------------------------
     async def _conversation(self, conversation_id: object) -> Conversation | None:

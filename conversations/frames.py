@@ -40,13 +40,17 @@ def reply_status(reply_id: int, *, queued: int = 0, text: str = "") -> str:
     )
 
 
-def turn_started(user_message: Message, reply: Message) -> str:
-    """The user's message and the empty reply, appended to the message list."""
-    return (
-        '<div hx-swap-oob="beforeend:#messages">'
-        f"{render_message(user_message)}{render_message(reply)}</div>"
-        '<div id="chat-error" hx-swap-oob="true" class="chat-error" role="alert"></div>'
+def turn_started(*appended: Message, replaced: Message | None = None) -> str:
+    """A turn began: its messages appended to the list (the user's and the empty reply, or
+    a Retry's new reply), or a continued reply re-rendered in place, streaming again."""
+    frame = (
+        f'<div hx-swap-oob="beforeend:#messages">{"".join(map(render_message, appended))}</div>'
+        if appended
+        else ""
     )
+    if replaced is not None:
+        frame += render_message(replaced, oob=True)
+    return frame + '<div id="chat-error" hx-swap-oob="true" class="chat-error" role="alert"></div>'
 
 
 def message_replaced(message: Message) -> str:

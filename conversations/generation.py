@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from asgiref.sync import sync_to_async
@@ -31,6 +32,7 @@ from billing.limiter import limiter
 from llm.base import (
     ChatRequest,
     ErrorKind,
+    Event,
     Queued,
     StreamEnd,
     StreamError,
@@ -42,7 +44,7 @@ from llm.base import (
 from . import frames, hub
 from .models import Message
 from .rendering import render_markdown
-from .services import Turn, reply_checkpoint, reply_finish, reply_heartbeat
+from .services import CONTINUE, NEW, Turn, reply_checkpoint, reply_finish, reply_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class _Try:
             output_tokens=output_tokens,
             outcome=outcome,
             error_kind=error.kind.value if error else "",
+            error_detail=admin_detail(error) if error else "",
             upstream_request_id=self.request_id or (error.request_id if error else ""),
             ttft_ms=(
                 round((self.first_token_at - self.started_at) * 1000)
@@ -114,6 +117,7 @@ class Generation:
     provider: catalog.ProviderSpec
     reservation_id: int | None = None
     input_estimate: int = 0
+    prefix: str = ""  # a continued reply's text before this generation
     task: asyncio.Task[None] | None = None
     stop_requested: bool = False
     seq: int = 0
@@ -124,16 +128,20 @@ class Generation:
     _flush_timer: asyncio.TimerHandle | None = None
     _deferred: asyncio.Future[None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _deadline: float = 0.0
+    _cue: asyncio.TimerHandle | None = None
+    _background: set[asyncio.Future[None]] = field(default_factory=set)
 
     @property
     def text(self) -> str:
-        return "".join(self.parts)
+        return self.prefix + "".join(self.parts)
 
     async def run(self) -> None:
         if self.reservation_id is None:
             # Every call to a model goes through the meter: no reservation, no call.
             raise ValueError(f"reply {self.reply_id} has no budget reservation")
         loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + settings.LLM_TOTAL_TIMEOUT
         cancelled_by_shutdown = False
         heartbeat = asyncio.create_task(self._heartbeat())
         retrying = AsyncRetrying(
@@ -185,58 +193,112 @@ class Generation:
         if self.provider.name != "local":  # the local model queues by itself
             await limiter().acquire(self._limiter_key, on_queued=self._announce_queue)
             current.started_at = loop.time()
-        interval = settings.STREAM_BATCH_INTERVAL_MS / 1000
-        checkpoint_every = settings.STREAM_CHECKPOINT_INTERVAL_MS / 1000
-        last_checkpoint = loop.time()
         stream = client.stream(self.request)
+        self._arm_cue(loop)
         try:
-            async for event in stream:
-                if isinstance(event, TextDelta):
-                    current.deltas += 1
-                    if current.first_token_at is None:
-                        current.first_token_at = loop.time()
-                    self.parts.append(event.text)
-                    self._pending.append(event.text)
-                    now = loop.time()
-                    if now - self._last_flush >= interval:
-                        await self.flush()
-                    elif self._flush_timer is None:
-                        delay = self._last_flush + interval - now
-                        self._flush_timer = loop.call_later(delay, self._deferred_flush)
-                    if now - last_checkpoint >= checkpoint_every:
-                        last_checkpoint = now
-                        await database_sync_to_async(reply_checkpoint)(
-                            reply_id=self.reply_id, content=self.text
-                        )
-                elif isinstance(event, Usage):
-                    current.usage = Usage(
-                        input_tokens=event.input_tokens or current.usage.input_tokens,
-                        output_tokens=event.output_tokens or current.usage.output_tokens,
-                    )
-                elif isinstance(event, Queued):
-                    await hub.publish(
-                        self.group, frames.reply_status(self.reply_id, queued=event.position)
-                    )
-                elif isinstance(event, StreamStarted):
-                    current.accepted = True
-                    current.request_id = event.request_id
-                    if not self.parts:
-                        await hub.publish(self.group, frames.reply_status(self.reply_id))
-                elif isinstance(event, StreamEnd):
-                    current.end = event
-                elif isinstance(event, StreamError):
-                    current.error = event
+            async with asyncio.timeout(None) as limit:
+                self._arm(limit, loop, settings.LLM_FIRST_TOKEN_TIMEOUT)
+                await self._consume(stream, current, loop, limit)
             if current.end is None and current.error is None:
                 current.error = StreamError(
                     kind=ErrorKind.CONNECTION, message="The stream ended early."
                 )
+        except TimeoutError:
+            current.error = self._timeout(current, loop)
         finally:
             current.finished_at = loop.time()
+            self._disarm_cue()
             # Closing the stream closes the HTTP response: the upstream stops generating.
             await stream.aclose()
         if current.error is not None:
             log.warning("reply %s: %s", self.reply_id, admin_detail(current.error))
         return current
+
+    async def _consume(
+        self,
+        stream: AsyncIterator[Event],
+        current: _Try,
+        loop: asyncio.AbstractEventLoop,
+        limit: asyncio.Timeout,
+    ) -> None:
+        """Stream one upstream request's events to everyone watching."""
+        interval = settings.STREAM_BATCH_INTERVAL_MS / 1000
+        checkpoint_every = settings.STREAM_CHECKPOINT_INTERVAL_MS / 1000
+        last_checkpoint = loop.time()
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                current.deltas += 1
+                if current.first_token_at is None:
+                    current.first_token_at = loop.time()
+                    self._disarm_cue()
+                self._arm(limit, loop, settings.LLM_TOKEN_TIMEOUT)
+                self.parts.append(event.text)
+                self._pending.append(event.text)
+                now = loop.time()
+                if now - self._last_flush >= interval:
+                    await self.flush()
+                elif self._flush_timer is None:
+                    delay = self._last_flush + interval - now
+                    self._flush_timer = loop.call_later(delay, self._deferred_flush)
+                if now - last_checkpoint >= checkpoint_every:
+                    last_checkpoint = now
+                    await database_sync_to_async(reply_checkpoint)(
+                        reply_id=self.reply_id, content=self.text
+                    )
+            elif isinstance(event, Usage):
+                current.usage = Usage(
+                    input_tokens=event.input_tokens or current.usage.input_tokens,
+                    output_tokens=event.output_tokens or current.usage.output_tokens,
+                )
+            elif isinstance(event, Queued):
+                # Waiting in the local model's queue is not the model being slow.
+                self._arm(limit, loop, settings.LLM_FIRST_TOKEN_TIMEOUT)
+                self._arm_cue(loop)
+                await hub.publish(
+                    self.group, frames.reply_status(self.reply_id, queued=event.position)
+                )
+            elif isinstance(event, StreamStarted):
+                current.accepted = True
+                current.request_id = event.request_id
+                if not self.parts:
+                    await hub.publish(self.group, frames.reply_status(self.reply_id))
+            elif isinstance(event, StreamEnd):
+                current.end = event
+            elif isinstance(event, StreamError):
+                current.error = event
+
+    def _arm(self, limit: asyncio.Timeout, loop: asyncio.AbstractEventLoop, wait: float) -> None:
+        """The stream must show progress within `wait` seconds, and end by the deadline."""
+        limit.reschedule(min(loop.time() + wait, self._deadline))
+
+    def _timeout(self, current: _Try, loop: asyncio.AbstractEventLoop) -> StreamError:
+        if loop.time() >= self._deadline:
+            what = f"The reply took longer than {settings.LLM_TOTAL_TIMEOUT:g} s in all."
+        elif current.first_token_at is None:
+            what = f"No first token within {settings.LLM_FIRST_TOKEN_TIMEOUT:g} s."
+        else:
+            what = f"No token for {settings.LLM_TOKEN_TIMEOUT:g} s."
+        return StreamError(kind=ErrorKind.TIMEOUT, message=what)
+
+    def _arm_cue(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Say "still thinking" if the first token is slow to come."""
+        self._disarm_cue()
+        if not self.parts:
+            self._cue = loop.call_later(settings.THINKING_CUE_SECONDS, self._still_thinking)
+
+    def _disarm_cue(self) -> None:
+        if self._cue is not None:
+            self._cue.cancel()
+            self._cue = None
+
+    def _still_thinking(self) -> None:
+        self._cue = None
+        frame = frames.reply_status(
+            self.reply_id, text="Still thinking… the model is taking longer than usual."
+        )
+        task = asyncio.ensure_future(hub.publish(self.group, frame))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _announce_queue(self, ahead: int, seconds: float) -> None:
         if not self.parts:
@@ -322,7 +384,13 @@ async def launch(turn: Turn) -> Generation | None:
     if not turn.created:
         return _running.get(turn.reply.pk)
     group = hub.group_name(turn.conversation.pk)
-    await hub.publish(group, frames.turn_started(turn.user_message, turn.reply))
+    if turn.kind == NEW:
+        shown = frames.turn_started(turn.user_message, turn.reply)
+    elif turn.kind == CONTINUE:
+        shown = frames.turn_started(replaced=turn.reply)
+    else:  # a Retry: a new reply under the failed one
+        shown = frames.turn_started(turn.reply)
+    await hub.publish(group, shown)
     if turn.request is None:  # refused before any call (no budget): nothing to generate
         return None
     if turn.provider is None:
@@ -334,6 +402,7 @@ async def launch(turn: Turn) -> Generation | None:
         provider=turn.provider,
         reservation_id=turn.reply.reservation_id,
         input_estimate=turn.input_estimate,
+        prefix=turn.reply.content if turn.kind == CONTINUE else "",
     )
     generation.task = asyncio.create_task(generation.run(), name=f"reply-{turn.reply.pk}")
     _running[turn.reply.pk] = generation

@@ -76,6 +76,9 @@ class Message(models.Model):
     error_kind = models.CharField(max_length=40, blank=True)
     # Words for the user that depend on the moment (a budget refusal with its reset time).
     notice = models.TextField(blank=True)
+    # Where the text stood when the reply was last continued (Continue extends a reply cut
+    # off at the length limit): what came after is that request's output.
+    continued_from = models.PositiveIntegerField(default=0)
     # The meter's reservation for this reply, and what the reply was charged (micro-dollars).
     reservation_id = models.BigIntegerField(null=True, blank=True)
     cost_micros = models.BigIntegerField(null=True, blank=True)
@@ -103,11 +106,27 @@ class Message(models.Model):
         return self.status in {self.Status.PENDING, self.Status.STREAMING}
 
     @property
+    def ending(self) -> str:
+        """The error catalog's key for how this reply ended, if it needs explaining."""
+        if self.error_kind:
+            return self.error_kind
+        if self.status in {self.Status.CUT_OFF, self.Status.INTERRUPTED}:
+            return str(self.status)
+        return ""
+
+    @property
     def error_text(self) -> str:
-        """What the user reads about a failed reply: the error catalog's words."""
+        """What the user reads about how a reply ended: the error catalog's words."""
         if self.notice:
             return self.notice
-        return entry_for(self.error_kind).user_message if self.error_kind else ""
+        return entry_for(self.ending).user_message if self.ending else ""
+
+    @property
+    def offer(self) -> str:
+        """What the page offers next for this reply: "retry", "continue" or nothing."""
+        if self.role != self.Role.ASSISTANT or self.is_active or not self.ending:
+            return ""
+        return entry_for(self.ending).action
 
     @property
     def cost_text(self) -> str:

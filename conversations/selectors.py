@@ -41,18 +41,23 @@ def messages_for_page(conversation: Conversation) -> list[Message]:
 def history_for(conversation: Conversation, *, up_to: Message) -> list[ChatMessage]:
     """The messages sent to the model for a reply to `up_to`: the conversation as the model
     saw it. A turn that got no text back (refused, or failed before any) is left out with
-    its question, so the history alternates user/assistant as the Messages API requires."""
+    its question, so the history alternates user/assistant as the Messages API requires.
+    A question answered more than once (Retry) counts with its latest answer."""
     rows = list(
         conversation.messages.filter(id__lte=up_to.id)
         .order_by("created_at", "id")
         .values_list("id", "role", "content", "reply_to_id")
     )
-    answered = {
-        reply_to for _id, role, content, reply_to in rows if role == "assistant" and content
+    answer = {
+        reply_to: message_id
+        for message_id, role, content, reply_to in rows
+        if role == "assistant" and content.strip()
     }
     history: list[ChatMessage] = []
-    for message_id, role, content, _reply_to in rows:
-        if role == "user" and message_id != up_to.id and message_id not in answered:
+    for message_id, role, content, reply_to in rows:
+        if role == "user" and message_id != up_to.id and message_id not in answer:
+            continue
+        if role == "assistant" and reply_to is not None and answer.get(reply_to) != message_id:
             continue
         if not content.strip():
             continue

@@ -7,23 +7,32 @@ told about a row that was rolled back.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import catalog, meter
+from billing.errors import CONTINUE, RETRY
+
+__all__ = ["CONTINUE", "NEW", "RETRY"]  # the kinds of Turn, with the functions below
 from billing.models import CatalogModel, Reservation
 from llm.base import ChatMessage, ChatRequest
 
 from .models import Conversation, Message
 from .rendering import render_markdown
 from .selectors import history_for
+
+NEW = "new"
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TITLE_LENGTH = 60
@@ -46,6 +55,7 @@ class Turn:
     created: bool
     provider: catalog.ProviderSpec | None = None
     input_estimate: int = 0
+    kind: str = "new"  # NEW: a message and its reply; RETRY: a new reply; CONTINUE: more of one
 
 
 def usable_model(slug: str | None) -> CatalogModel:
@@ -134,23 +144,7 @@ def turn_start(
     fit_history([ChatMessage(Message.Role.USER, text)], budget=model.prompt_budget, count=count)
     try:
         with transaction.atomic():
-            # Lock the conversation row so two turns of one conversation cannot both pass
-            # the "one active reply" check.
-            locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            active = Message.objects.filter(
-                conversation__owner=user,
-                role=Message.Role.ASSISTANT,
-                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-            )
-            if active.filter(conversation=locked).exists():
-                raise TurnRefused(
-                    "Wait for the current reply to finish, or stop it, before sending."
-                )
-            if active.count() >= settings.USER_MAX_ACTIVE_REPLIES:
-                raise TurnRefused(
-                    f"You already have {settings.USER_MAX_ACTIVE_REPLIES} replies being "
-                    "written. Wait for one to finish, or stop one, before sending."
-                )
+            locked = _lock_for_turn(user, conversation)
             user_message = Message.objects.create(
                 conversation=locked,
                 role=Message.Role.USER,
@@ -158,51 +152,186 @@ def turn_start(
                 client_id=client_id,
                 status=Message.Status.COMPLETE,
             )
-            reply = Message.objects.create(
-                conversation=locked,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.PENDING,
-                reply_to=user_message,
-                model=model.slug,
-                model_name=model.display_name,
-            )
             if not locked.title:
                 locked.title = _title_from(text)
             locked.updated_at = timezone.now()
             locked.save(update_fields=["title", "updated_at"])
-            messages, omitted, input_tokens = fit_history(
-                history_for(locked, up_to=user_message), budget=model.prompt_budget, count=count
-            )
-            reply.context_omitted = omitted
-            try:
-                grant = meter.reserve(
-                    user=user,
-                    model=model,
-                    input_tokens=input_tokens,
-                    max_tokens=model.max_output_tokens,
-                    conversation_id=locked.pk,
-                    message_id=reply.pk,
-                )
-            except meter.Refused as refused:
-                # Nothing goes upstream; the user's message stays, to resend later.
-                reply.status = Message.Status.FAILED
-                reply.error_kind = f"budget_{refused.scope}"
-                reply.notice = refused.message
-                reply.save(update_fields=["context_omitted", "status", "error_kind", "notice"])
-                return Turn(locked, user_message, reply, None, created=True)
-            reply.reservation_id = grant.reservation_id
-            reply.save(update_fields=["context_omitted", "reservation_id"])
-            request = ChatRequest(
-                model=model.model_name, messages=messages, max_tokens=grant.max_tokens
-            )
+            return _open_reply(user, locked, user_message, model, kind=NEW)
     except IntegrityError:
         # Another request with this client id won the race: answer with its turn.
         existing = _existing_turn(conversation, client_id)
         if existing:
             return existing
         raise
+
+
+def turn_retry(*, user: AbstractBaseUser, reply: Message) -> Turn:
+    """Answer the question of a failed or interrupted reply again, as a new turn: a new
+    reply, a new reservation, billed as one. The failed reply stays as it was. The caller
+    has checked that `user` owns `reply`."""
+    with transaction.atomic():
+        locked = _lock_for_turn(user, reply.conversation)
+        failed = Message.objects.get(pk=reply.pk)
+        if failed.offer != RETRY or failed.reply_to is None:
+            raise TurnRefused("This reply cannot be retried.")
+        _must_be_latest(locked, failed, "retried")
+        model = usable_model(locked.model)
+        return _open_reply(user, locked, failed.reply_to, model, kind=RETRY)
+
+
+def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
+    """Let a reply cut off at the length limit go on: the same reply, extended by a new
+    request that hands the model its own text so far (an assistant prefill). Metered and
+    billed like any request. The caller has checked that `user` owns `reply`."""
+    with transaction.atomic():
+        locked = _lock_for_turn(user, reply.conversation)
+        cut = Message.objects.get(pk=reply.pk)
+        prefix = cut.content.rstrip()  # the Messages API refuses a prefill ending in space
+        if cut.status != Message.Status.CUT_OFF or cut.reply_to is None or not prefix:
+            raise TurnRefused("Only a reply cut off at the length limit can be continued.")
+        _must_be_latest(locked, cut, "continued")
+        model = usable_model(cut.model or locked.model)
+        history = history_for(locked, up_to=cut.reply_to)
+        history.append(ChatMessage(Message.Role.ASSISTANT, prefix))
+        messages, _omitted, input_tokens = fit_history(
+            history, budget=model.prompt_budget, count=catalog.token_counter(model)
+        )
+        try:
+            grant = _reserve(user, locked, cut, model, input_tokens)
+        except meter.Refused as refused:
+            raise TurnRefused(refused.message) from None
+        cut.content = prefix
+        cut.continued_from = len(prefix)
+        cut.status = Message.Status.STREAMING
+        cut.reservation_id = grant.reservation_id
+        cut.stop_reason = ""
+        cut.save(
+            update_fields=[
+                "content",
+                "continued_from",
+                "status",
+                "reservation_id",
+                "stop_reason",
+                "updated_at",
+            ]
+        )
+    request = ChatRequest(model=model.model_name, messages=messages, max_tokens=grant.max_tokens)
     return Turn(
-        locked, user_message, reply, request, created=True, provider=catalog.spec_for(model)
+        locked,
+        cut.reply_to,
+        cut,
+        request,
+        created=True,
+        provider=catalog.spec_for(model),
+        input_estimate=input_tokens,
+        kind=CONTINUE,
+    )
+
+
+def _lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Conversation:
+    """Inside a transaction: lock the user's row and the conversation's, then check the
+    fairness limits, so two requests of one user cannot both pass them. Returns the locked
+    conversation."""
+    get_user_model().objects.select_for_update().only("pk").get(pk=user.pk)
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    active = Message.objects.filter(
+        conversation__owner=user,
+        role=Message.Role.ASSISTANT,
+        status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+    )
+    if active.filter(conversation=locked).exists():
+        raise TurnRefused("Wait for the current reply to finish, or stop it, before sending.")
+    if active.count() >= settings.USER_MAX_ACTIVE_REPLIES:
+        raise TurnRefused(
+            f"You already have {settings.USER_MAX_ACTIVE_REPLIES} replies being "
+            "written. Wait for one to finish, or stop one, before sending."
+        )
+    # Every request that may reach a model holds a reservation: count this minute's.
+    minute_ago = timezone.now() - timedelta(seconds=60)
+    recent = Reservation.objects.filter(user=user, created_at__gte=minute_ago)
+    limit = settings.USER_RPM
+    oldest_counted = (
+        recent.order_by("-created_at").values_list("created_at", flat=True)[limit - 1 : limit]
+    ).first()
+    if oldest_counted is not None:
+        wait = (oldest_counted + timedelta(seconds=60) - timezone.now()).total_seconds()
+        raise TurnRefused(
+            f"You're sending faster than {limit} messages a minute. "
+            f"Try again in {max(1, math.ceil(wait))} s."
+        )
+    return locked
+
+
+def _must_be_latest(conversation: Conversation, reply: Message, done: str) -> None:
+    if conversation.messages.filter(id__gt=reply.id).exists():
+        raise TurnRefused(f"Only the latest reply can be {done}.")
+
+
+def _reserve(
+    user: AbstractBaseUser,
+    conversation: Conversation,
+    reply: Message,
+    model: CatalogModel,
+    input_tokens: int,
+) -> meter.Grant:
+    return meter.reserve(
+        user=user,
+        model=model,
+        input_tokens=input_tokens,
+        max_tokens=model.max_output_tokens,
+        conversation_id=conversation.pk,
+        message_id=reply.pk,
+    )
+
+
+def _open_reply(
+    user: AbstractBaseUser,
+    conversation: Conversation,
+    user_message: Message,
+    model: CatalogModel,
+    *,
+    kind: str,
+) -> Turn:
+    """Inside the turn's transaction: an empty reply to `user_message`, the history that
+    fits the model's window, and a reservation for the most it can cost. Out of budget, a
+    new message's reply records the refusal (nothing goes upstream); a Retry is refused."""
+    reply = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        reply_to=user_message,
+        model=model.slug,
+        model_name=model.display_name,
+    )
+    messages, omitted, input_tokens = fit_history(
+        history_for(conversation, up_to=user_message),
+        budget=model.prompt_budget,
+        count=catalog.token_counter(model),
+    )
+    reply.context_omitted = omitted
+    try:
+        grant = _reserve(user, conversation, reply, model, input_tokens)
+    except meter.Refused as refused:
+        if kind != NEW:
+            raise TurnRefused(refused.message) from None
+        # Nothing goes upstream; the user's message stays, to resend later.
+        reply.status = Message.Status.FAILED
+        reply.error_kind = f"budget_{refused.scope}"
+        reply.notice = refused.message
+        reply.save(update_fields=["context_omitted", "status", "error_kind", "notice"])
+        return Turn(conversation, user_message, reply, None, created=True)
+    reply.reservation_id = grant.reservation_id
+    reply.save(update_fields=["context_omitted", "reservation_id"])
+    request = ChatRequest(model=model.model_name, messages=messages, max_tokens=grant.max_tokens)
+    return Turn(
+        conversation,
+        user_message,
+        reply,
+        request,
+        created=True,
+        provider=catalog.spec_for(model),
+        input_estimate=input_tokens,
+        kind=kind,
     )
 
 
@@ -231,21 +360,30 @@ def reply_finish(
     upstream_request_id: str = "",
     cost_micros: int | None = None,
 ) -> Message:
-    """Record how a reply ended. Only a reply still active is changed: a turn ends once."""
+    """Record how a reply ended. Only a reply still active is changed: a turn ends once.
+    Tokens and cost add to what the reply had: a continued reply is billed for each of its
+    requests."""
+    added = {
+        name: Coalesce(F(name), 0) + value
+        for name, value in [
+            ("input_tokens", input_tokens),
+            ("output_tokens", output_tokens),
+            ("cost_micros", cost_micros),
+        ]
+        if value is not None
+    }
     updated = Message.objects.filter(
         pk=reply_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
     ).update(
         content=content,
         content_html=content_html,
         status=status,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
         stop_reason=stop_reason,
         error_kind=error_kind,
         error_detail=error_detail,
         upstream_request_id=upstream_request_id,
-        cost_micros=cost_micros,
         updated_at=timezone.now(),
+        **added,
     )
     message = Message.objects.get(pk=reply_id)
     if updated:
@@ -282,7 +420,8 @@ def recover_stale_turns(*, stale_after: int | None = None) -> int:
         with transaction.atomic():
             if reply.reservation_id is not None:
                 reservation = Reservation.objects.get(pk=reply.reservation_id)
-                output = catalog.estimate_tokens(reply.content) if reply.content else 0
+                new_text = reply.content[reply.continued_from :]
+                output = catalog.estimate_tokens(new_text) if new_text else 0
                 meter.settle(
                     reservation_id=reply.reservation_id,
                     attempts=[

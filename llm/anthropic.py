@@ -59,6 +59,8 @@ def classify_error(
         phrase in message.lower() for phrase in _BILLING_PHRASES
     ):
         return ErrorKind.BILLING
+    if kind is ErrorKind.INVALID_REQUEST and "prompt is too long" in message.lower():
+        return ErrorKind.CONTEXT_TOO_LONG
     if kind is ErrorKind.RATE_LIMIT:
         code = (details or {}).get("error_code")
         # A spend cap comes as a 429 without retry-after: waiting will not help.

@@ -37,6 +37,7 @@ class ErrorKind(enum.StrEnum):
     NOT_FOUND = "not_found"  # 404: wrong path or unknown model
     INVALID_REQUEST = "invalid_request"  # 400
     REQUEST_TOO_LARGE = "request_too_large"  # 413
+    CONTEXT_TOO_LONG = "context_too_long"  # 400: the prompt does not fit the context window
     BILLING = "billing"  # 402, credit too low, usage limits reached
     RATE_LIMIT = "rate_limit"  # 429 with retry-after
     SPEND_LIMIT = "spend_limit"  # 429 without retry-after: the upstream's spend cap

@@ -47,6 +47,8 @@ def _error(status: int, headers: httpx.Headers, body: bytes) -> StreamError:
     kind = STATUS_KINDS.get(status) or (ErrorKind.SERVER if status >= 500 else ErrorKind.UNKNOWN)
     if kind is ErrorKind.RATE_LIMIT and code == "insufficient_quota":
         kind = ErrorKind.BILLING
+    if code == "context_length_exceeded":
+        kind = ErrorKind.CONTEXT_TOO_LONG
     return StreamError(
         kind=kind,
         message=message or f"HTTP {status}",

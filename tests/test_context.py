@@ -110,7 +110,7 @@ async def test_requests_are_clamped_to_the_models_max_output(alice, alice_cookie
     await comm.disconnect()
     reply = (await messages_of(alice))[1]
     assert reply.output_tokens == 10 and reply.stop_reason == "max_tokens"
-    assert "cut off at the length limit" in frames[-1]
+    assert "reached the length limit" in frames[-1] and 'value="continue"' in frames[-1]
     assert reply.model_name == "Tiny Claude" and "Tiny Claude" in frames[-1]
 
 

@@ -221,6 +221,11 @@ class Simulator:
                 )
             if not isinstance(message.get("content"), str | list):
                 raise HttpError(400, f"messages.{index}.content: Field required")
+        last = messages[-1]
+        if last["role"] == "assistant" and self._text_of(last["content"]) != (
+            self._text_of(last["content"]).rstrip()
+        ):
+            raise HttpError(400, "final assistant content cannot end with trailing whitespace")
         if need_max_tokens:
             max_tokens = payload.get("max_tokens")
             if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
@@ -255,6 +260,15 @@ class Simulator:
             if message["role"] == "user":
                 return self._text_of(message["content"])
         return ""
+
+    def _after_prefill(self, payload: dict[str, Any], text: str) -> str:
+        """What is left of the reply after an assistant prefill (the last message, when it
+        is the assistant's): the model continues its own words from there."""
+        last = payload["messages"][-1]
+        if last["role"] != "assistant":
+            return text
+        prefill = self._text_of(last["content"])
+        return text[len(prefill) :] if text.startswith(prefill) else text
 
     def _price(self, input_tokens: int, output_tokens: int) -> int:
         return (
@@ -305,6 +319,12 @@ class Simulator:
                 "You have reached your specified workspace spend limit.",
                 details={"error_code": "enforced_spend_limit_reached"},
             )
+        if error == "context":
+            raise HttpError(
+                400,
+                f"prompt is too long: {self.config.context_window + 1} tokens > "
+                f"{self.config.context_window} maximum",
+            )
         if error == "credit":
             raise HttpError(
                 400, "Your credit balance is too low to access the Anthropic API.", error_type=None
@@ -343,7 +363,8 @@ class Simulator:
                 f"prompt is too long: {input_tokens} tokens > "
                 f"{self.config.context_window - max_tokens} maximum",
             )
-        tokens = tokenize(reply_text(prompt, tokens=directives.tokens, html=directives.html))
+        text = reply_text(prompt, tokens=directives.tokens, html=directives.html)
+        tokens = tokenize(self._after_prefill(payload, text))
         stop_reason = "end_turn"
         if len(tokens) > max_tokens:
             tokens, stop_reason = tokens[:max_tokens], "max_tokens"

@@ -6,7 +6,8 @@ simulator sent. Directives written in the last user message drive faults and len
   [sim:tokens=N]                  reply exactly N tokens long (before any max_tokens cut-off)
   [sim:error=STATUS]              answer with that error: 400 401 402 403 404 413 429 500 504
                                   529, or `spend-limit` (a 429 without retry-after) or `credit`
-                                  (a 400 "credit balance is too low"); `STATUSxK` fails only
+                                  (a 400 "credit balance is too low") or `context` (a 400
+                                  "prompt is too long"); `STATUSxK` fails only
                                   the first K requests with this prompt, then answers normally
   [sim:retry-after=S]             the retry-after a 429 carries (default 1)
   [sim:break-after=N]             the connection dies after N tokens
@@ -15,6 +16,9 @@ simulator sent. Directives written in the last user message drive faults and len
   [sim:slow-first=SECONDS]        wait this long before the first token
   [sim:latency=MS]                per-token latency for this reply
   [sim:html]                      the reply carries an XSS corpus
+
+When the last message is the assistant's (a prefill, as Continue sends), the reply goes on
+from where that text ends.
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ def parse_directives(text: str) -> Directives:
             if name == "tokens":
                 found.tokens = max(0, int(value))
             elif name == "error":
-                error, _, times = value.partition("x")
-                found.error = error
-                found.error_times = int(times) if times else None
+                counted = re.fullmatch(r"(.+)x(\d+)", value)
+                found.error = counted.group(1) if counted else value
+                found.error_times = int(counted.group(2)) if counted else None
             elif name == "retry-after":
                 found.retry_after = max(0.0, float(value))
             elif name == "break-after":
