@@ -18,6 +18,8 @@ from typing import Protocol
 
 from django.conf import settings
 
+from chatsite.redis import client as redis_client
+
 # KEYS[1]: the time the next slot is free. ARGV: now, interval, pause-until (or 0).
 # Returns the start of the slot taken. Time is float seconds, as strings for Redis.
 _TAKE_SLOT = """
@@ -86,19 +88,10 @@ class RedisStore:
     """Slots shared by every process that uses the same Redis."""
 
     def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-
         self._url = url
-        self._clients: dict[int, redis.Redis] = {}
 
     def _client(self):  # type: ignore[no-untyped-def]
-        import redis.asyncio as redis
-
-        # A client belongs to the event loop that made it.
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            self._clients[loop_id] = redis.Redis.from_url(self._url)
-        return self._clients[loop_id]
+        return redis_client(self._url)
 
     async def take(self, key: str, now: float, interval: float) -> float:
         slot = await self._client().eval(_TAKE_SLOT, 1, key, repr(now), repr(interval))

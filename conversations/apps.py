@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class ConversationsConfig(AppConfig):
     name = "conversations"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the startup checks)

@@ -4,7 +4,11 @@ It stays thin on purpose. Generation runs as its own task (generation.py), never
 `receive`, so Stop and disconnect are handled at once even while tokens flow.
 
 Messages from the page are JSON objects with a `type`:
-  {"type": "subscribe", "conversation": ID}   watch a conversation's live frames
+  {"type": "subscribe", "conversation": ID, "resume": {REPLY: SEQ, ...}}
+                                              watch a conversation's live frames; for each
+                                              reply being written, send the batches after
+                                              the last one the page has
+  {"type": "resume", "reply": ID, "after": SEQ}   the page missed batches: send them again
   {"type": "send", "conversation": ID or "", "message": TEXT, "client_id": ID}
   {"type": "stop", "reply": ID}
   {"type": "retry", "reply": ID}       answer a failed reply's question again (a new turn)
@@ -26,11 +30,13 @@ from django.http import Http404
 
 from . import frames, generation, hub, services
 from .models import Conversation, Message
+from .replay import replay_log
 from .selectors import get_conversation_for_user
 
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "That conversation was not found."
+MAX_RESUMED = 10  # replies one subscribe may resume (a person has at most a few active)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -63,6 +69,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         handler = {
             "subscribe": self.on_subscribe,
+            "resume": self.on_resume,
             "send": self.on_send,
             "stop": self.on_stop,
             "retry": self.on_retry,
@@ -80,6 +87,38 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=frames.error(NOT_FOUND))
             return
         await self._watch(conversation)
+        resume = payload.get("resume")
+        if isinstance(resume, dict):
+            for reply_id, after in list(resume.items())[:MAX_RESUMED]:
+                reply = await self._reply(reply_id)
+                if reply is not None and reply.conversation_id == conversation.pk:
+                    await self._resume(reply, after)
+
+    async def on_resume(self, payload: dict[str, Any]) -> None:
+        reply = await self._reply(payload.get("reply"))
+        if reply is None:
+            await self.send(text_data=frames.error("That reply was not found."))
+            return
+        await self._watch(await database_sync_to_async(lambda: reply.conversation)())
+        await self._resume(reply, payload.get("after"))
+
+    async def _resume(self, reply: Message, after: object) -> None:
+        """Bring the page's copy of `reply` up to date: the batches after `after` from the
+        replay log; if the log does not reach back that far, the last checkpoint and the
+        batches after it; if the reply has ended, the reply as it ended."""
+        if not reply.is_active:
+            await self.send(text_data=frames.message_replaced(reply))
+            return
+        seq = after if isinstance(after, int) and not isinstance(after, bool) else 0
+        log = replay_log()
+        batches = await log.since(reply.pk, seq)
+        if batches is None:
+            batches = await log.since(reply.pk, reply.stream_seq) or []
+            await self.send(
+                text_data=frames.stream_reset(reply.pk, reply.stream_seq, reply.content)
+            )
+        for batch_seq, text in batches:
+            await self.send(text_data=frames.batch(reply.pk, batch_seq, text))
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         text = payload.get("message")
@@ -128,7 +167,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if reply is None:
             await self.send(text_data=frames.error("There is no reply to stop."))
             return
-        generation.stop(reply.pk)
+        await generation.stop(reply.pk)
 
     async def on_retry(self, payload: dict[str, Any]) -> None:
         await self._follow_up(payload, services.turn_retry, "There is no reply to retry.")

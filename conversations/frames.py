@@ -29,6 +29,15 @@ def batch(reply_id: int, seq: int, text: str) -> str:
     )
 
 
+def stream_reset(reply_id: int, seq: int, text: str) -> str:
+    """The whole text so far of a reply being written, up to batch `seq`: for a page that
+    fell too far behind for the missing batches to be sent one by one."""
+    return (
+        f'<div class="stream-text" id="m-{reply_id}-text" data-seq="{seq}" '
+        f'hx-swap-oob="true">{escape(text)}</div>'
+    )
+
+
 def reply_status(reply_id: int, *, queued: int = 0, text: str = "") -> str:
     """What a reply without text yet is waiting for (`text` says it in other words)."""
     if not text and queued:

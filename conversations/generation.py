@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from tenacity import (
@@ -44,6 +45,7 @@ from llm.base import (
 from . import frames, hub
 from .models import Message
 from .rendering import render_markdown
+from .replay import replay_log
 from .services import CONTINUE, NEW, Turn, reply_checkpoint, reply_finish, reply_heartbeat
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,7 @@ class Generation:
             raise ValueError(f"reply {self.reply_id} has no budget reservation")
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + settings.LLM_TOTAL_TIMEOUT
+        await replay_log().reset(self.reply_id)
         cancelled_by_shutdown = False
         heartbeat = asyncio.create_task(self._heartbeat())
         retrying = AsyncRetrying(
@@ -242,9 +245,7 @@ class Generation:
                     self._flush_timer = loop.call_later(delay, self._deferred_flush)
                 if now - last_checkpoint >= checkpoint_every:
                     last_checkpoint = now
-                    await database_sync_to_async(reply_checkpoint)(
-                        reply_id=self.reply_id, content=self.text
-                    )
+                    await self.checkpoint()
             elif isinstance(event, Usage):
                 current.usage = Usage(
                     input_tokens=event.input_tokens or current.usage.input_tokens,
@@ -347,6 +348,7 @@ class Generation:
             error_detail=admin_detail(error) if error else "",
         )
         await hub.publish(self.group, frames.message_replaced(message) + frames.spend(spend))
+        await replay_log().discard(self.reply_id)
 
     async def _heartbeat(self) -> None:
         """Show recovery this turn is alive, even while no token arrives."""
@@ -360,6 +362,14 @@ class Generation:
         if self._pending:
             self._deferred = asyncio.ensure_future(self.flush())
 
+    async def checkpoint(self) -> None:
+        """Save the text so far with the sequence number of its last batch, so a page
+        loaded from it continues from the batch after."""
+        await self.flush()  # the saved text and the batches sent agree
+        await database_sync_to_async(reply_checkpoint)(
+            reply_id=self.reply_id, content=self.text, seq=self.seq
+        )
+
     async def flush(self) -> None:
         async with self._lock:
             if self._flush_timer is not None:
@@ -371,6 +381,8 @@ class Generation:
             self._pending.clear()
             self.seq += 1
             self._last_flush = asyncio.get_running_loop().time()
+            # Logged before it is sent: whoever sees batch N can find batch N-1.
+            await replay_log().append(self.reply_id, self.seq, text)
             await hub.publish(self.group, frames.batch(self.reply_id, self.seq, text))
 
     def stop(self) -> None:
@@ -406,17 +418,47 @@ async def launch(turn: Turn) -> Generation | None:
     )
     generation.task = asyncio.create_task(generation.run(), name=f"reply-{turn.reply.pk}")
     _running[turn.reply.pk] = generation
-    generation.task.add_done_callback(lambda _task: _running.pop(turn.reply.pk, None))
+    listener = (
+        asyncio.create_task(_listen_for_stop(generation)) if settings.CHANNEL_LAYER_SHARED else None
+    )
+
+    def ended(_task: asyncio.Task[None]) -> None:
+        _running.pop(turn.reply.pk, None)
+        if listener is not None:
+            listener.cancel()
+
+    generation.task.add_done_callback(ended)
     return generation
 
 
-def stop(reply_id: int) -> bool:
-    """Stop a generation running in this process. The caller has checked ownership."""
+def _stop_group(reply_id: int) -> str:
+    return f"stop-{reply_id}"
+
+
+async def _listen_for_stop(generation: Generation) -> None:
+    """With several processes, Stop may be pressed on a socket held by another one: it
+    reaches this generation through the channel layer."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = _stop_group(generation.reply_id)
+    await layer.group_add(group, channel)
+    try:
+        while True:
+            message = await layer.receive(channel)
+            if message.get("type") == "reply.stop":
+                generation.stop()
+                return
+    finally:
+        await layer.group_discard(group, channel)
+
+
+async def stop(reply_id: int) -> None:
+    """Stop a generation, in this process or another. The caller has checked ownership."""
     generation = _running.get(reply_id)
-    if generation is None:
-        return False
-    generation.stop()
-    return True
+    if generation is not None:
+        generation.stop()
+    elif settings.CHANNEL_LAYER_SHARED:
+        await get_channel_layer().group_send(_stop_group(reply_id), {"type": "reply.stop"})
 
 
 def running(reply_id: int) -> Generation | None:

@@ -79,6 +79,8 @@ class Message(models.Model):
     # Where the text stood when the reply was last continued (Continue extends a reply cut
     # off at the length limit): what came after is that request's output.
     continued_from = models.PositiveIntegerField(default=0)
+    # While streaming: the sequence number of the last batch `content` holds (checkpoint).
+    stream_seq = models.PositiveIntegerField(default=0)
     # The meter's reservation for this reply, and what the reply was charged (micro-dollars).
     reservation_id = models.BigIntegerField(null=True, blank=True)
     cost_micros = models.BigIntegerField(null=True, blank=True)

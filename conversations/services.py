@@ -202,6 +202,7 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
             raise TurnRefused(refused.message) from None
         cut.content = prefix
         cut.continued_from = len(prefix)
+        cut.stream_seq = 0  # the new generation numbers its batches from 1
         cut.status = Message.Status.STREAMING
         cut.reservation_id = grant.reservation_id
         cut.stop_reason = ""
@@ -209,6 +210,7 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
             update_fields=[
                 "content",
                 "continued_from",
+                "stream_seq",
                 "status",
                 "reservation_id",
                 "stop_reason",
@@ -391,11 +393,16 @@ def reply_finish(
     return message
 
 
-def reply_checkpoint(*, reply_id: int, content: str) -> None:
-    """Save the text so far of a reply still streaming."""
+def reply_checkpoint(*, reply_id: int, content: str, seq: int) -> None:
+    """Save the text so far of a reply still streaming: all its batches up to `seq`."""
     Message.objects.filter(
         pk=reply_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
-    ).update(content=content, status=Message.Status.STREAMING, updated_at=timezone.now())
+    ).update(
+        content=content,
+        stream_seq=seq,
+        status=Message.Status.STREAMING,
+        updated_at=timezone.now(),
+    )
 
 
 def reply_heartbeat(*, reply_id: int) -> None:

@@ -2,7 +2,8 @@
  * the composer form is sent over the socket (ws-send) and every frame the server sends
  * is an out-of-band swap. This file adds what htmx does not: Enter to send, a client id
  * per message (so a resend is recognised), the address bar following the conversation,
- * re-subscribing after a reconnect, and keeping the newest text in view. */
+ * re-subscribing and resuming streams after a reconnect, and keeping the newest text in
+ * view. */
 (function () {
   "use strict";
 
@@ -47,19 +48,68 @@
     if (input) input.value = "";
   });
 
-  // After every (re)connect, watch the conversation on screen again.
+  // Replies being written arrive in numbered batches. The page knows the last batch it
+  // has of each (its checkpoint's number, or the last batch appended); a batch it already
+  // has is dropped, and a gap asks the server for the missing ones, so a reload, a
+  // reconnect or a lost frame never leaves a hole or a repeat in the text.
+  var BATCH = /^<div hx-swap-oob="beforeend:#m-(\d+)-text"><span data-seq="(\d+)">/;
+  var resumeAsked = {};
+
+  function lastSeq(container) {
+    var seq = Number(container.dataset.seq || 0);
+    var last = container.lastElementChild;
+    if (last && last.dataset.seq) seq = Math.max(seq, Number(last.dataset.seq));
+    return seq;
+  }
+
+  function streamingReplies() {
+    var found = {};
+    document.querySelectorAll(".stream-text[id^='m-']").forEach(function (el) {
+      found[el.id.slice(2, -5)] = lastSeq(el);
+    });
+    return found;
+  }
+
+  function askResume(socket, replyId, after) {
+    var now = Date.now();
+    if (resumeAsked[replyId] && now - resumeAsked[replyId] < 1000) return;
+    resumeAsked[replyId] = now;
+    socket.send(JSON.stringify({ type: "resume", reply: replyId, after: after }));
+  }
+
+  // After every (re)connect, watch the conversation on screen again, from where it was.
   document.addEventListener("htmx:wsOpen", function (event) {
     var state = chatState();
+    resumeAsked = {};
     if (state && state.dataset.conversation) {
       event.detail.socketWrapper.send(
-        JSON.stringify({ type: "subscribe", conversation: state.dataset.conversation })
+        JSON.stringify({
+          type: "subscribe",
+          conversation: state.dataset.conversation,
+          resume: streamingReplies(),
+        })
       );
     }
   });
 
   var stickToBottom = true;
-  document.addEventListener("htmx:wsBeforeMessage", function () {
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
     stickToBottom = messagesNearBottom();
+    var match = BATCH.exec(event.detail.message);
+    if (!match) return;
+    var container = document.getElementById("m-" + match[1] + "-text");
+    var seq = Number(match[2]);
+    if (!container) {
+      event.preventDefault(); // the reply has ended here already
+      return;
+    }
+    var last = lastSeq(container);
+    if (seq <= last) {
+      event.preventDefault();
+    } else if (seq > last + 1) {
+      event.preventDefault();
+      askResume(event.detail.socketWrapper, match[1], last);
+    }
   });
 
   document.addEventListener("htmx:wsAfterMessage", function () {

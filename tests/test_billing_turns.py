@@ -159,7 +159,7 @@ def test_recovery_settles_a_turn_whose_process_died(alice):
         user=alice, conversation=conversation, text="Anyone there?", client_id="dead1"
     )
     # The generation checkpointed some text, then its process died.
-    services.reply_checkpoint(reply_id=started.reply.pk, content="Half an ans")
+    services.reply_checkpoint(reply_id=started.reply.pk, content="Half an ans", seq=3)
     Message.objects.filter(pk=started.reply.pk).update(
         updated_at=timezone.now() - timedelta(minutes=5)
     )

@@ -245,7 +245,7 @@ async def test_a_slow_first_token_shows_still_thinking(alice, alice_cookie, sett
     frames = await receive_until(comm, f'{DONE}"complete"')
     await comm.disconnect()
     cue = next(i for i, f in enumerate(frames) if "Still thinking" in f)
-    first_text = next(i for i, f in enumerate(frames) if "data-seq" in f)
+    first_text = next(i for i, f in enumerate(frames) if "beforeend:#m-" in f)
     assert cue < first_text
 
 
