@@ -111,6 +111,16 @@ def client(spec: ProviderSpec) -> ProviderClient:
     return provider
 
 
+# Providers whose API takes an assistant prefill (the reply's own text so far, as the last
+# message) and goes on from it: only these can Continue a reply cut off at the length
+# limit. OpenAI-compatible servers start a new answer instead.
+CONTINUABLE_PROVIDERS = frozenset({Provider.ANTHROPIC, Provider.LOCAL})
+
+
+def can_continue(model: CatalogModel | None) -> bool:
+    return model is not None and model.provider in CONTINUABLE_PROVIDERS
+
+
 def get_model(slug: str) -> CatalogModel | None:
     return CatalogModel.objects.filter(slug=slug).first()
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from llm.base import ErrorKind, StreamError
 
 # What a failure costs. NEVER: the upstream refused the request before doing any work, or
@@ -117,9 +119,7 @@ CATALOG: dict[str, CatalogEntry] = {
     ),
     ErrorKind.UNKNOWN: CatalogEntry("Something went wrong. Please try again.", False, USED, RETRY),
     # Not upstream errors, but endings the user must understand all the same.
-    "cut_off": CatalogEntry(
-        "This reply reached the length limit. Continue to let it go on.", False, USED, CONTINUE
-    ),
+    "cut_off": CatalogEntry("This reply reached the length limit.", False, USED, CONTINUE),
     "interrupted": CatalogEntry(
         "This reply was interrupted because the server restarted. Nothing more will be "
         "added to it.",
@@ -151,6 +151,14 @@ def entry_for(kind: str) -> CatalogEntry:
     return CATALOG.get(kind, CATALOG[ErrorKind.UNKNOWN])
 
 
+def _redacted(text: str) -> str:
+    """Some servers repeat (part of) the key they refused: it is never stored or logged."""
+    for key in (settings.ANTHROPIC_API_KEY, settings.OPENAI_API_KEY):
+        if key and len(key) >= 8:
+            text = text.replace(key, "[redacted]")
+    return text
+
+
 def admin_detail(error: StreamError) -> str:
     """What admins see: status, upstream type and message, request id, what to look at.
     Never a key."""
@@ -161,7 +169,7 @@ def admin_detail(error: StreamError) -> str:
         parts.append(f"type={error.error_type}")
     if error.request_id:
         parts.append(f"request_id={error.request_id}")
-    parts.append(f"message={error.message}")
+    parts.append(f"message={_redacted(error.message)}")
     hint = entry_for(error.kind.value).admin_action
     if hint:
         parts.append(f"— {hint}")

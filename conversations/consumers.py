@@ -107,7 +107,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         replay log; if the log does not reach back that far, the last checkpoint and the
         batches after it; if the reply has ended, the reply as it ended."""
         if not reply.is_active:
-            await self.send(text_data=frames.message_replaced(reply))
+            await self.send(text_data=await database_sync_to_async(frames.message_replaced)(reply))
             return
         seq = after if isinstance(after, int) and not isinstance(after, bool) else 0
         log = replay_log()

@@ -338,16 +338,22 @@ class Generation:
         ]
         if status == Message.Status.INTERRUPTED and attempts:
             attempts[-1] = replace(attempts[-1], error_kind="interrupted")
-        message, spend = await database_sync_to_async(_finish)(
+        stop_reason = end.stop_reason if end else ""
+        if self.prefix and not self.parts and status != Message.Status.COMPLETE:
+            # A Continue that added nothing (stopped, or failed before any new text): the
+            # reply stays as it was, cut off, and can still go on.
+            status, stop_reason = Message.Status.CUT_OFF, "max_tokens"
+        final = await database_sync_to_async(_finish)(
             reply_id=self.reply_id,
             reservation_id=self.reservation_id,
             attempts=attempts,
+            status=status,
             content=text,
             content_html=html,
-            stop_reason=end.stop_reason if end else "",
+            stop_reason=stop_reason,
             error_detail=admin_detail(error) if error else "",
         )
-        await hub.publish(self.group, frames.message_replaced(message) + frames.spend(spend))
+        await hub.publish(self.group, final)
         await replay_log().discard(self.reply_id)
 
     async def _heartbeat(self) -> None:
@@ -423,7 +429,8 @@ async def launch(turn: Turn) -> Generation | None:
     )
 
     def ended(_task: asyncio.Task[None]) -> None:
-        _running.pop(turn.reply.pk, None)
+        if _running.get(turn.reply.pk) is generation:  # not a Continue that came after
+            del _running[turn.reply.pk]
         if listener is not None:
             listener.cancel()
 
@@ -470,12 +477,14 @@ def _finish(
     reply_id: int,
     reservation_id: int | None,
     attempts: list[meter.Attempt],
+    status: str,
     content: str,
     content_html: str,
     stop_reason: str,
     error_detail: str,
-) -> tuple[Message, meter.Spend]:
-    """End the turn: settle its reservation (exactly once) and record the reply, together."""
+) -> str:
+    """End the turn: settle its reservation (exactly once) and record the reply, together.
+    Returns the frame that shows the reply as it ended, and the spend after it."""
     last = attempts[-1]
     with transaction.atomic():
         charged = None
@@ -485,7 +494,7 @@ def _finish(
             reply_id=reply_id,
             content=content,
             content_html=content_html,
-            status=last.outcome,
+            status=status,
             input_tokens=last.input_tokens,
             output_tokens=last.output_tokens,
             stop_reason=stop_reason,
@@ -494,4 +503,7 @@ def _finish(
             upstream_request_id=last.upstream_request_id,
             cost_micros=charged,
         )
-    return message, meter.spend_today(message.conversation.owner)
+    # Rendered here, with the database at hand (what the page offers next depends on it).
+    return frames.message_replaced(message) + frames.spend(
+        meter.spend_today(message.conversation.owner)
+    )

@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from billing.errors import entry_for
+from billing import catalog
+from billing.errors import CONTINUE, entry_for
 from billing.meter import format_usd
 
 
@@ -128,6 +129,9 @@ class Message(models.Model):
         """What the page offers next for this reply: "retry", "continue" or nothing."""
         if self.role != self.Role.ASSISTANT or self.is_active or not self.ending:
             return ""
+        if self.status == self.Status.CUT_OFF:
+            # Cut off, or a Continue of it that failed or was stopped before any new text.
+            return CONTINUE if catalog.can_continue(catalog.get_model(self.model)) else ""
         return entry_for(self.ending).action
 
     @property

@@ -191,16 +191,24 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
             raise TurnRefused("Only a reply cut off at the length limit can be continued.")
         _must_be_latest(locked, cut, "continued")
         model = usable_model(cut.model or locked.model)
+        if not catalog.can_continue(model):
+            raise TurnRefused("This model cannot continue a reply. Ask it to go on instead.")
         history = history_for(locked, up_to=cut.reply_to)
         history.append(ChatMessage(Message.Role.ASSISTANT, prefix))
-        messages, _omitted, input_tokens = fit_history(
+        messages, omitted, input_tokens = fit_history(
             history, budget=model.prompt_budget, count=catalog.token_counter(model)
         )
+        if len(messages) < 2:  # the question no longer fits beside the reply so far
+            raise TurnRefused(
+                "This reply is as long as the model can read back. Ask it to go on in a "
+                "new message instead."
+            )
         try:
             grant = _reserve(user, locked, cut, model, input_tokens)
         except meter.Refused as refused:
             raise TurnRefused(refused.message) from None
         cut.content = prefix
+        cut.context_omitted = omitted
         cut.continued_from = len(prefix)
         cut.stream_seq = 0  # the new generation numbers its batches from 1
         cut.status = Message.Status.STREAMING
@@ -209,6 +217,7 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
         cut.save(
             update_fields=[
                 "content",
+                "context_omitted",
                 "continued_from",
                 "stream_seq",
                 "status",
@@ -248,15 +257,28 @@ def _lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Conver
             f"You already have {settings.USER_MAX_ACTIVE_REPLIES} replies being "
             "written. Wait for one to finish, or stop one, before sending."
         )
-    # Every request that may reach a model holds a reservation: count this minute's.
+    # Every request that may reach a model holds a reservation, and a message refused for
+    # want of budget leaves a refused reply: count this minute's of both.
     minute_ago = timezone.now() - timedelta(seconds=60)
-    recent = Reservation.objects.filter(user=user, created_at__gte=minute_ago)
-    limit = settings.USER_RPM
-    oldest_counted = (
-        recent.order_by("-created_at").values_list("created_at", flat=True)[limit - 1 : limit]
-    ).first()
-    if oldest_counted is not None:
-        wait = (oldest_counted + timedelta(seconds=60) - timezone.now()).total_seconds()
+    limit = max(1, settings.USER_RPM)
+    starts = sorted(
+        [
+            *Reservation.objects.filter(user=user, created_at__gte=minute_ago)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[:limit],
+            *Message.objects.filter(
+                conversation__owner=user,
+                role=Message.Role.ASSISTANT,
+                reservation_id__isnull=True,
+                created_at__gte=minute_ago,
+            )
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[:limit],
+        ],
+        reverse=True,
+    )
+    if len(starts) >= limit:
+        wait = (starts[limit - 1] + timedelta(seconds=60) - timezone.now()).total_seconds()
         raise TurnRefused(
             f"You're sending faster than {limit} messages a minute. "
             f"Try again in {max(1, math.ceil(wait))} s."

@@ -96,9 +96,12 @@ class LocalModel:
             eos_token=llama.detokenize([llama.token_eos()], special=True).decode(),
             bos_token=llama.detokenize([llama.token_bos()], special=True).decode(),
         )
+        turns = list(request.messages)
+        # A last message of the assistant's is a prefill: the reply goes on from its text.
+        prefill = turns.pop().content if turns and turns[-1].role == "assistant" else ""
         messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": m.role, "content": m.content} for m in request.messages]
-        return formatter(messages=messages).prompt
+        messages += [{"role": m.role, "content": m.content} for m in turns]
+        return formatter(messages=messages).prompt + prefill
 
     def prompt_tokens(self, request: ChatRequest) -> list[int]:
         return self.llama().tokenize(

@@ -18,6 +18,8 @@ from chatsite.asgi import application
 from llm.simulator import RunningSimulator, SimulatorConfig, start_in_thread
 
 TEST_KEY = "sk-test-4b1d-never-shown"
+PG_ADMIN_URL = os.environ.get("PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/14")
 ORIGIN = "http://127.0.0.1:8000"
 
 
@@ -130,3 +132,40 @@ async def receive_until(
         frames.append(frame)
         if needle in frame:
             return frames
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for processes of their own, dropped afterwards."""
+    import uuid
+
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        require("PostgreSQL", f"cannot connect to {PG_ADMIN_URL}: {exc}")
+    name = f"chat_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own, emptied before and after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except Exception as exc:
+        require("Redis", f"cannot reach {REDIS_TEST_URL}: {exc}")
+    try:
+        yield REDIS_TEST_URL
+    finally:
+        client.flushdb()
+        client.close()

@@ -297,3 +297,72 @@ def _admin_page(message_id: int) -> str:
     response = client.get(f"/admin/conversations/message/{message_id}/change/")
     assert response.status_code == 200
     return response.content.decode()
+
+
+async def test_continue_stops_when_the_question_no_longer_fits_beside_the_reply(
+    alice, alice_cookie
+):
+    from .test_context import tiny_model
+
+    await tiny_model(context_window=70, max_output=12)
+    comm = communicator(alice_cookie)
+    await comm.connect()
+    await comm.send_to(
+        text_data=json.dumps(
+            {
+                "type": "send",
+                "message": "Long please [sim:tokens=200]",
+                "client_id": "f1",
+                "conversation": "",
+                "model": "tiny-claude",
+            }
+        )
+    )
+    await receive_until(comm, f'{DONE}"cut_off"')
+    reply, _ = await _reply_and_records(alice)
+    for _ in range(10):
+        await comm.send_to(text_data=json.dumps({"type": "continue", "reply": reply.pk}))
+        frames = await receive_until(comm, "chat-error")
+        if "can read back" in frames[-1]:
+            break
+        await receive_until(comm, f'{DONE}"cut_off"')
+    else:
+        pytest.fail("Continue was never refused")
+    await comm.disconnect()
+    reply, records = await _reply_and_records(alice)
+    assert reply.status == "cut_off" and len(records) >= 2
+    assert all(r.outcome == "cut_off" for r in records)  # never an upstream refusal
+
+
+async def test_a_continue_stopped_before_new_text_can_still_continue(alice, alice_cookie):
+    await database_sync_to_async(CatalogModel.objects.filter(slug="claude-4-6").update)(
+        max_output_tokens=10
+    )
+    comm = communicator(alice_cookie)
+    await comm.connect()
+    await comm.send_to(text_data=_send("Slow start [sim:tokens=40] [sim:slow-first=1]", "p1"))
+    await receive_until(comm, f'{DONE}"cut_off"')
+    reply, _ = await _reply_and_records(alice)
+    await comm.send_to(text_data=json.dumps({"type": "continue", "reply": reply.pk}))
+    await receive_until(comm, f"m-{reply.pk}-status")
+    await comm.send_to(text_data=json.dumps({"type": "stop", "reply": reply.pk}))
+    frames = await receive_until(comm, f'{DONE}"cut_off"')
+    await comm.disconnect()
+    after, records = await _reply_and_records(alice)
+    assert after.content == reply.content  # nothing added
+    assert 'value="continue"' in frames[-1] and "You stopped" not in frames[-1]
+    assert [r.outcome for r in records] == ["cut_off", "stopped"]  # each request billed
+    assert after.cost_micros == sum(r.charged_micros for r in records)
+
+
+def test_a_key_repeated_by_the_upstream_is_redacted_for_admins(settings):
+    from llm.base import StreamError
+
+    settings.OPENAI_API_KEY = "sk-live-1234567890abcdef"
+    error = StreamError(
+        kind=ErrorKind.AUTHENTICATION,
+        message="Incorrect API key provided: sk-live-1234567890abcdef.",
+        status=401,
+    )
+    detail = errors.admin_detail(error)
+    assert "sk-live" not in detail and "[redacted]" in detail

@@ -81,3 +81,17 @@ async def test_two_concurrent_requests_both_finish_one_after_the_other():
 @pytest.mark.parametrize("text", ["Bonjour, ça va ? 👋", "你好，世界", "مرحبا"])
 async def test_tokens_of_any_script_are_counted(text):
     assert shared_model(CONFIG).count_tokens(text) > 0
+
+
+def test_a_last_assistant_message_is_a_prefill_the_reply_goes_on_from():
+    model = shared_model(CONFIG)
+    question = ChatRequest(
+        model="smollm2-135m", messages=[ChatMessage("user", "Count to five.")], max_tokens=8
+    )
+    prefilled = ChatRequest(
+        model="smollm2-135m",
+        messages=[ChatMessage("user", "Count to five."), ChatMessage("assistant", "One, two")],
+        max_tokens=8,
+    )
+    # The prompt opens the assistant's turn and puts its words in it, unclosed.
+    assert model.format_prompt(prefilled) == model.format_prompt(question) + "One, two"
