@@ -1,0 +1,85 @@
+"""A reply survives a reload half-way and shows in a second tab, in a real browser: the text
+the page showed while streaming is the upstream's text, byte for byte."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from llm.simulator.replies import reply_text
+
+from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
+from .test_browser_chat import sign_up
+
+pytestmark = pytest.mark.browser
+
+# Records the streaming text as the page shows it, after every change, until the reply
+# ends and its text box is replaced by the rendered reply.
+WATCH_STREAM = """
+document.addEventListener("DOMContentLoaded", function () {
+  function seen() {
+    var box = document.querySelector(".stream-text");
+    if (box) window.__streamed = box.textContent;
+  }
+  new MutationObserver(seen).observe(document.body, {
+    subtree: true, childList: true, characterData: true,
+  });
+  seen();
+});
+"""
+PROMPT = "Tell me a long story, slowly [sim:tokens=360]"
+ENV = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "25"}  # about nine seconds
+
+
+def streamed_past(page, chars: int) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_function(
+        "n => { const b = document.querySelector('.stream-text');"
+        " return b && b.textContent.length > n; }",
+        arg=chars,
+        timeout=20_000,
+    )
+
+
+def test_a_reload_half_way_loses_nothing_and_repeats_nothing(tmp_path):
+    expected = reply_text(PROMPT, tokens=360)
+    with served_app(tmp_path, **ENV) as url, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        context = browser.new_context(base_url=url)
+        context.add_init_script(WATCH_STREAM)
+        page = context.new_page()
+        sign_up(page, "alice")
+        page.get_by_role("textbox", name="Message").fill(PROMPT)
+        page.get_by_role("button", name="Send").click()
+        streamed_past(page, len(expected) // 2)
+        page.reload()
+        reply = page.locator("article.message--assistant")
+        assert reply.get_attribute("data-status") in {"pending", "streaming"}
+        expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+        assert page.evaluate("window.__streamed") == expected
+        expect(reply.locator(".markdown h2")).to_have_text(re.compile(r"About \w+"))
+        browser.close()
+
+
+def test_a_second_tab_shows_the_same_reply_streaming(tmp_path):
+    expected = reply_text(PROMPT, tokens=360)
+    with served_app(tmp_path, **ENV) as url, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        context = browser.new_context(base_url=url)
+        context.add_init_script(WATCH_STREAM)
+        first = context.new_page()
+        sign_up(first, "alice")
+        first.get_by_role("textbox", name="Message").fill(PROMPT)
+        first.get_by_role("button", name="Send").click()
+        expect(first).to_have_url(re.compile(r"/c/[0-9a-f-]+/$"))
+        streamed_past(first, len(expected) // 4)
+        second = context.new_page()
+        second.goto(first.url)
+        streamed_past(second, len(expected) // 3)  # it streams here too
+        for page in (first, second):
+            expect(page.locator("article.message--assistant")).to_have_attribute(
+                "data-status", "complete", timeout=30_000
+            )
+            assert page.evaluate("window.__streamed") == expected
+        browser.close()
