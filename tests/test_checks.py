@@ -88,3 +88,15 @@ def test_the_local_models_context_window_is_the_one_it_was_trained_with():
     assert CatalogModel.objects.get(slug="smollm2-135m").context_window == (
         llama._model.n_ctx_train()
     )
+
+
+def test_the_in_memory_channel_layer_is_refused_with_debug_off(settings):
+    from conversations.checks import check_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.DEBUG = True
+    assert check_channel_layer() == []  # one process on a laptop
+    settings.DEBUG = False
+    assert ids(check_channel_layer()) == ["conversations.E001"]
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    assert check_channel_layer() == []
