@@ -13,6 +13,9 @@ Messages from the page are JSON objects with a `type`:
   {"type": "stop", "reply": ID}
   {"type": "retry", "reply": ID}       answer a failed reply's question again (a new turn)
   {"type": "continue", "reply": ID}    let a reply cut off at the length limit go on
+  {"type": "regenerate", "reply": ID}  a new answer in place of the last reply
+  {"type": "edit", "message": ID, "text": TEXT, "client_id": ID}
+                                       send an edited message in place of it and all after
 Everything sent back is HTML for htmx's out-of-band swaps (frames.py).
 """
 
@@ -74,6 +77,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "stop": self.on_stop,
             "retry": self.on_retry,
             "continue": self.on_continue,
+            "regenerate": self.on_regenerate,
+            "edit": self.on_edit,
         }.get(payload.get("type"))
         if handler is None:
             await self.send(text_data=frames.error("Unknown request."))
@@ -175,6 +180,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_continue(self, payload: dict[str, Any]) -> None:
         await self._follow_up(payload, services.turn_continue, "There is no reply to continue.")
 
+    async def on_regenerate(self, payload: dict[str, Any]) -> None:
+        await self._follow_up(payload, services.turn_regenerate, "There is no reply to regenerate.")
+
+    async def on_edit(self, payload: dict[str, Any]) -> None:
+        text = payload.get("text")
+        message = await self._own_message(payload.get("message"), role=Message.Role.USER)
+        if message is None:
+            await self.send(text_data=frames.error("That message was not found."))
+            return
+        conversation = await database_sync_to_async(lambda: message.conversation)()
+        await self._watch(conversation)
+        try:
+            turn = await database_sync_to_async(services.turn_edit)(
+                user=self.scope["user"],
+                message=message,
+                text=text,
+                client_id=_str(payload.get("client_id")),
+            )
+        except services.TurnRefused as refused:
+            await self.send(text_data=frames.error(refused.message))
+            return
+        await generation.launch(turn)
+
     async def _follow_up(
         self, payload: dict[str, Any], start: Callable[..., services.Turn], missing: str
     ) -> None:
@@ -201,15 +229,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Http404:
             return None
 
-    @database_sync_to_async
-    def _reply(self, reply_id: object) -> Message | None:
+    async def _reply(self, reply_id: object) -> Message | None:
         """The reply with this id, if the user owns its conversation."""
+        return await self._own_message(reply_id, role=Message.Role.ASSISTANT)
+
+    @database_sync_to_async
+    def _own_message(self, message_id: object, *, role: str) -> Message | None:
+        """The message with this id and role, if the user owns its conversation."""
         try:
-            key = int(str(reply_id))
+            key = int(str(message_id))
         except ValueError:
             return None
         return Message.objects.filter(
-            pk=key, role=Message.Role.ASSISTANT, conversation__owner=self.scope["user"]
+            pk=key, role=role, conversation__owner=self.scope["user"]
         ).first()
 
     async def _watch(self, conversation: Conversation) -> None:

@@ -7,6 +7,8 @@ are the hot path and only ever carry escaped text.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
@@ -49,10 +51,14 @@ def reply_status(reply_id: int, *, queued: int = 0, text: str = "") -> str:
     )
 
 
-def turn_started(*appended: Message, replaced: Message | None = None) -> str:
+def turn_started(
+    *appended: Message, replaced: Message | None = None, removed: Iterable[int] = ()
+) -> str:
     """A turn began: its messages appended to the list (the user's and the empty reply, or
-    a Retry's new reply), or a continued reply re-rendered in place, streaming again."""
-    frame = (
+    a Retry's new reply), or a continued reply re-rendered in place, streaming again;
+    messages it replaced (Regenerate, an edit) taken off the page."""
+    frame = "".join(f'<div id="m-{pk}" hx-swap-oob="delete"></div>' for pk in removed)
+    frame += (
         f'<div hx-swap-oob="beforeend:#messages">{"".join(map(render_message, appended))}</div>'
         if appended
         else ""

@@ -402,12 +402,13 @@ async def launch(turn: Turn) -> Generation | None:
     if not turn.created:
         return _running.get(turn.reply.pk)
     group = hub.group_name(turn.conversation.pk)
+    removed = turn.superseded
     if turn.kind == NEW:
-        shown = frames.turn_started(turn.user_message, turn.reply)
+        shown = frames.turn_started(turn.user_message, turn.reply, removed=removed)
     elif turn.kind == CONTINUE:
         shown = frames.turn_started(replaced=turn.reply)
-    else:  # a Retry: a new reply under the failed one
-        shown = frames.turn_started(turn.reply)
+    else:  # a Retry or Regenerate: a new reply to the same question
+        shown = frames.turn_started(turn.reply, removed=removed)
     await hub.publish(group, shown)
     if turn.request is None:  # refused before any call (no budget): nothing to generate
         return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
@@ -19,12 +20,21 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=100)
+    archived = models.BooleanField(default=False)
+    # The model's settings for this conversation; empty means the model's defaults.
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [models.Index(fields=["owner", "archived", "-updated_at"])]
 
     def __str__(self) -> str:
         return self.title or "New chat"
@@ -82,6 +92,9 @@ class Message(models.Model):
     continued_from = models.PositiveIntegerField(default=0)
     # While streaming: the sequence number of the last batch `content` holds (checkpoint).
     stream_seq = models.PositiveIntegerField(default=0)
+    # Replaced by Regenerate or by an edit of an earlier message: kept for the record and
+    # the bill, no longer shown or sent to the model.
+    superseded = models.BooleanField(default=False)
     # The meter's reservation for this reply, and what the reply was charged (micro-dollars).
     reservation_id = models.BigIntegerField(null=True, blank=True)
     cost_micros = models.BigIntegerField(null=True, blank=True)
@@ -133,6 +146,12 @@ class Message(models.Model):
             # Cut off, or a Continue of it that failed or was stopped before any new text.
             return CONTINUE if catalog.can_continue(catalog.get_model(self.model)) else ""
         return entry_for(self.ending).action
+
+    @property
+    def announcement(self) -> str:
+        """What a screen reader says once a reply has settled."""
+        words = self.content[:600] + ("…" if len(self.content) > 600 else "")
+        return " ".join(part for part in ["Reply:", words, self.error_text] if part)
 
     @property
     def cost_text(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from llm.base import ChatMessage
@@ -30,12 +30,66 @@ def get_conversation_for_user(
         raise Http404("No such conversation") from None
 
 
-def conversations_for_user(user: AbstractBaseUser) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(owner=user).order_by("-updated_at")
+PAGE_MESSAGES = 50  # messages a page opens with; older ones load on scroll
+PAGE_CONVERSATIONS = 50
 
 
-def messages_for_page(conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.order_by("created_at", "id"))
+def conversations_for_user(
+    user: AbstractBaseUser, *, archived: bool = False
+) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(owner=user, archived=archived).order_by("-updated_at", "-id")
+
+
+def conversation_page(
+    user: AbstractBaseUser, *, archived: bool = False, page: int = 1
+) -> tuple[list[Conversation], int | None]:
+    """A page of the user's conversations, newest first, and the next page's number."""
+    page = max(1, page)
+    start = (page - 1) * PAGE_CONVERSATIONS
+    rows = list(
+        conversations_for_user(user, archived=archived).only(
+            "id", "title", "updated_at", "archived"
+        )[start : start + PAGE_CONVERSATIONS + 1]
+    )
+    more = len(rows) > PAGE_CONVERSATIONS
+    return rows[:PAGE_CONVERSATIONS], page + 1 if more else None
+
+
+def search_conversations(
+    user: AbstractBaseUser, query: str, *, limit: int = 50
+) -> list[Conversation]:
+    """The user's conversations whose title or any shown message contains `query`
+    (case-insensitive), newest first."""
+    query = query.strip()
+    if not query:
+        return []
+    matching = Message.objects.filter(
+        conversation__owner=user, superseded=False, content__icontains=query
+    ).values("conversation_id")
+    return list(
+        Conversation.objects.filter(owner=user)
+        .filter(Q(title__icontains=query) | Q(id__in=matching))
+        .order_by("-updated_at")[:limit]
+    )
+
+
+def shown_messages(conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.filter(superseded=False)
+
+
+def messages_for_page(
+    conversation: Conversation, *, before: int | None = None
+) -> tuple[list[Message], int | None]:
+    """The newest PAGE_MESSAGES shown messages (before message id `before`, if given), in
+    order, and the id to load older ones from (None when these are the first)."""
+    rows = shown_messages(conversation)
+    if before is not None:
+        rows = rows.filter(id__lt=before)
+    newest = list(rows.order_by("-id")[: PAGE_MESSAGES + 1])
+    more = len(newest) > PAGE_MESSAGES
+    page = newest[:PAGE_MESSAGES]
+    page.reverse()
+    return page, page[0].id if more and page else None
 
 
 def history_for(conversation: Conversation, *, up_to: Message) -> list[ChatMessage]:
@@ -44,7 +98,8 @@ def history_for(conversation: Conversation, *, up_to: Message) -> list[ChatMessa
     its question, so the history alternates user/assistant as the Messages API requires.
     A question answered more than once (Retry) counts with its latest answer."""
     rows = list(
-        conversation.messages.filter(id__lte=up_to.id)
+        shown_messages(conversation)
+        .filter(id__lte=up_to.id)
         .order_by("created_at", "id")
         .values_list("id", "role", "content", "reply_to_id")
     )
@@ -74,5 +129,9 @@ def history_tokens(conversation: Conversation) -> int:
     page's cost estimate (the conservative estimate: this is an upper bound to show)."""
     from billing import catalog
 
-    contents = conversation.messages.values_list("content", flat=True)
-    return sum(catalog.estimate_tokens(c) + catalog.MESSAGE_OVERHEAD_TOKENS for c in contents)
+    contents = shown_messages(conversation).values_list("content", flat=True)
+    system = conversation.system_prompt
+    total = catalog.estimate_tokens(system) if system else 0
+    return total + sum(
+        catalog.estimate_tokens(c) + catalog.MESSAGE_OVERHEAD_TOKENS for c in contents
+    )

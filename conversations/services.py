@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -30,7 +30,7 @@ from llm.base import ChatMessage, ChatRequest
 
 from .models import Conversation, Message
 from .rendering import render_markdown
-from .selectors import history_for
+from .selectors import history_for, shown_messages
 
 NEW = "new"
 
@@ -56,6 +56,7 @@ class Turn:
     provider: catalog.ProviderSpec | None = None
     input_estimate: int = 0
     kind: str = "new"  # NEW: a message and its reply; RETRY: a new reply; CONTINUE: more of one
+    superseded: list[int] = field(default_factory=list)  # messages no longer shown
 
 
 def usable_model(slug: str | None) -> CatalogModel:
@@ -124,9 +125,15 @@ def validate_text(text: object) -> str:
 
 
 def turn_start(
-    *, user: AbstractBaseUser, conversation: Conversation, text: str, client_id: str
+    *,
+    user: AbstractBaseUser,
+    conversation: Conversation,
+    text: str,
+    client_id: str,
+    edit_of: Message | None = None,
 ) -> Turn:
-    """Save the user's message and an empty reply, and build the model request.
+    """Save the user's message and an empty reply, and build the model request. With
+    `edit_of`, the message replaces that one and everything after it.
 
     Idempotent on `client_id`: a second call with the same id (a double Enter, a resend
     after a dropped connection) returns the turn the first call made and starts nothing.
@@ -139,12 +146,14 @@ def turn_start(
     if existing:
         return existing
     model = usable_model(conversation.model)
-    count = catalog.token_counter(model)
     # Refused before anything is saved or sent: the page puts the text back in the box.
-    fit_history([ChatMessage(Message.Role.USER, text)], budget=model.prompt_budget, count=count)
+    _fit(conversation, model, [ChatMessage(Message.Role.USER, text)])
+    superseded: list[int] = []
     try:
         with transaction.atomic():
             locked = _lock_for_turn(user, conversation)
+            if edit_of is not None:
+                superseded = _supersede_from(locked, edit_of)
             user_message = Message.objects.create(
                 conversation=locked,
                 role=Message.Role.USER,
@@ -156,13 +165,111 @@ def turn_start(
                 locked.title = _title_from(text)
             locked.updated_at = timezone.now()
             locked.save(update_fields=["title", "updated_at"])
-            return _open_reply(user, locked, user_message, model, kind=NEW)
+            turn = _open_reply(user, locked, user_message, model, kind=NEW)
     except IntegrityError:
         # Another request with this client id won the race: answer with its turn.
         existing = _existing_turn(conversation, client_id)
         if existing:
             return existing
         raise
+    turn.superseded = superseded
+    return turn
+
+
+def _supersede_from(conversation: Conversation, edited: Message) -> list[int]:
+    """Hide `edited` (a user message) and every message after it; their ids."""
+    edited = Message.objects.get(pk=edited.pk)
+    if edited.role != Message.Role.USER or edited.superseded:
+        raise TurnRefused("This message can no longer be edited.")
+    replaced = shown_messages(conversation).filter(id__gte=edited.pk)
+    ids = list(replaced.values_list("id", flat=True))
+    replaced.update(superseded=True)
+    return ids
+
+
+def turn_regenerate(*, user: AbstractBaseUser, reply: Message) -> Turn:
+    """A new answer to the last question, in place of the last reply (which is kept for
+    the record and the bill, but no longer shown or sent). The caller has checked that
+    `user` owns `reply`."""
+    with transaction.atomic():
+        locked = _lock_for_turn(user, reply.conversation)
+        old = Message.objects.get(pk=reply.pk)
+        if old.role != Message.Role.ASSISTANT or old.superseded or old.reply_to is None:
+            raise TurnRefused("This reply cannot be regenerated.")
+        _must_be_latest(locked, old, "regenerated")
+        model = usable_model(locked.model)
+        old.superseded = True
+        old.save(update_fields=["superseded"])
+        turn = _open_reply(user, locked, old.reply_to, model, kind=RETRY)
+    turn.superseded = [old.pk]
+    return turn
+
+
+def turn_edit(*, user: AbstractBaseUser, message: Message, text: str, client_id: str) -> Turn:
+    """Send an edited version of one of the user's messages: it and every later message
+    are replaced by the new message and its reply (kept for the record and the bill, no
+    longer shown or sent). The caller has checked that `user` owns `message`."""
+    return turn_start(
+        user=user,
+        conversation=message.conversation,
+        text=text,
+        client_id=client_id,
+        edit_of=message,
+    )
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(str(title).split())
+    if not title:
+        raise TurnRefused("A conversation needs a name.")
+    conversation.title = title[:200]
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def conversation_archive(*, conversation: Conversation, archived: bool) -> Conversation:
+    conversation.archived = archived
+    conversation.save(update_fields=["archived"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation and its messages. Not while a reply is being written: its
+    turn must end (and be billed) first. Usage records stay: the bill does not change."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if locked.messages.filter(
+            status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+        ).exists():
+            raise TurnRefused("Stop the reply being written before deleting this conversation.")
+        locked.delete()
+
+
+def conversation_configure(
+    *,
+    conversation: Conversation,
+    system_prompt: str,
+    temperature: float | None,
+    max_output_tokens: int | None,
+) -> Conversation:
+    """Set the model's settings for this conversation, within what its model allows."""
+    model = usable_model(conversation.model)
+    if len(system_prompt) > settings.MESSAGE_MAX_CHARS:
+        raise TurnRefused(
+            f"The system prompt is too long. The limit is {settings.MESSAGE_MAX_CHARS:,} "
+            "characters."
+        )
+    if temperature is not None and not 0.0 <= temperature <= 1.0:
+        raise TurnRefused("Temperature goes from 0 to 1.")
+    if max_output_tokens is not None and not 1 <= max_output_tokens <= model.max_output_tokens:
+        raise TurnRefused(
+            f"Max output tokens goes from 1 to {model.max_output_tokens:,} for this model."
+        )
+    conversation.system_prompt = system_prompt.strip()
+    conversation.temperature = temperature
+    conversation.max_output_tokens = max_output_tokens
+    conversation.save(update_fields=["system_prompt", "temperature", "max_output_tokens"])
+    return conversation
 
 
 def turn_retry(*, user: AbstractBaseUser, reply: Message) -> Turn:
@@ -195,9 +302,7 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
             raise TurnRefused("This model cannot continue a reply. Ask it to go on instead.")
         history = history_for(locked, up_to=cut.reply_to)
         history.append(ChatMessage(Message.Role.ASSISTANT, prefix))
-        messages, omitted, input_tokens = fit_history(
-            history, budget=model.prompt_budget, count=catalog.token_counter(model)
-        )
+        messages, omitted, input_tokens = _fit(locked, model, history)
         if len(messages) < 2:  # the question no longer fits beside the reply so far
             raise TurnRefused(
                 "This reply is as long as the model can read back. Ask it to go on in a "
@@ -226,7 +331,7 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
                 "updated_at",
             ]
         )
-    request = ChatRequest(model=model.model_name, messages=messages, max_tokens=grant.max_tokens)
+    request = _request(locked, model, messages, grant)
     return Turn(
         locked,
         cut.reply_to,
@@ -302,9 +407,40 @@ def _reserve(
         user=user,
         model=model,
         input_tokens=input_tokens,
-        max_tokens=model.max_output_tokens,
+        max_tokens=max_output(conversation, model),
         conversation_id=conversation.pk,
         message_id=reply.pk,
+    )
+
+
+def max_output(conversation: Conversation, model: CatalogModel) -> int:
+    """The longest reply this conversation asks for: its setting, within the model's."""
+    wanted = conversation.max_output_tokens or model.max_output_tokens
+    return max(1, min(wanted, model.max_output_tokens))
+
+
+def _fit(
+    conversation: Conversation, model: CatalogModel, history: list[ChatMessage]
+) -> tuple[list[ChatMessage], int, int]:
+    """`history` fitted beside the system prompt and a full-length reply; the tokens
+    counted include the system prompt."""
+    count = catalog.token_counter(model)
+    system = conversation.system_prompt
+    system_tokens = count(system) if system else 0
+    budget = model.context_window - max_output(conversation, model) - system_tokens
+    messages, omitted, used = fit_history(history, budget=max(0, budget), count=count)
+    return messages, omitted, used + system_tokens
+
+
+def _request(
+    conversation: Conversation, model: CatalogModel, messages: list[ChatMessage], grant: meter.Grant
+) -> ChatRequest:
+    return ChatRequest(
+        model=model.model_name,
+        messages=messages,
+        max_tokens=grant.max_tokens,
+        system=conversation.system_prompt,
+        temperature=conversation.temperature,
     )
 
 
@@ -327,10 +463,8 @@ def _open_reply(
         model=model.slug,
         model_name=model.display_name,
     )
-    messages, omitted, input_tokens = fit_history(
-        history_for(conversation, up_to=user_message),
-        budget=model.prompt_budget,
-        count=catalog.token_counter(model),
+    messages, omitted, input_tokens = _fit(
+        conversation, model, history_for(conversation, up_to=user_message)
     )
     reply.context_omitted = omitted
     try:
@@ -346,7 +480,7 @@ def _open_reply(
         return Turn(conversation, user_message, reply, None, created=True)
     reply.reservation_id = grant.reservation_id
     reply.save(update_fields=["context_omitted", "reservation_id"])
-    request = ChatRequest(model=model.model_name, messages=messages, max_tokens=grant.max_tokens)
+    request = _request(conversation, model, messages, grant)
     return Turn(
         conversation,
         user_message,

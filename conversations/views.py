@@ -1,47 +1,219 @@
+"""Pages. Reading, the conversation list, search, export and managing a conversation all
+work as plain links and forms, without JavaScript; chatting uses the websocket."""
+
 from __future__ import annotations
 
 import uuid
 
+from django import forms
+from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_POST
 
 from billing import catalog, meter
 
+from . import exports, services
 from .models import Conversation
 from .selectors import (
-    conversations_for_user,
+    conversation_page,
     get_conversation_for_user,
     history_tokens,
     messages_for_page,
+    search_conversations,
 )
 
 PAGE = "conversations/chat.html"
+CONTEXT_WARNING = 0.8  # the model card: quality degrades near the context limit
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
     conversation = context["conversation"]
-    context["conversations"] = conversations_for_user(request.user)[:100]
+    context["conversations"], context["next_page"] = conversation_page(request.user)
     context["models"] = catalog.available_models()
     context["current_model"] = (
         conversation.model if isinstance(conversation, Conversation) else catalog.default_model()
     )
     context["spend"] = meter.spend_today(request.user)
-    context["history_tokens"] = (
-        history_tokens(conversation) if isinstance(conversation, Conversation) else 0
-    )
+    context["history_tokens"] = 0
+    if isinstance(conversation, Conversation):
+        context["history_tokens"] = history_tokens(conversation)
+        context["gauge"] = context_gauge(conversation, context["history_tokens"])
+        context["settings_form"] = context.get("settings_form") or SettingsForm(
+            instance=conversation
+        )
     return render(request, PAGE, context)
+
+
+def context_gauge(conversation: Conversation, used: int) -> dict[str, object] | None:
+    """How much of the model's context window the conversation fills."""
+    model = catalog.get_model(conversation.model)
+    if model is None or not model.context_window:
+        return None
+    share = used / model.context_window
+    return {
+        "used": used,
+        "window": model.context_window,
+        "percent": min(100, round(share * 100)),
+        "warn": share >= CONTEXT_WARNING,
+    }
 
 
 @login_required
 def chat(request: HttpRequest) -> HttpResponse:
     """A new, empty chat. The conversation is created by its first message."""
-    return _page(request, {"conversation": None, "messages": []})
+    return _page(request, {"conversation": None, "thread": []})
 
 
 @login_required
 def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = get_conversation_for_user(request.user, conversation_id)
-    return _page(
-        request, {"conversation": conversation, "messages": messages_for_page(conversation)}
+    shown, older = messages_for_page(conversation, before=_int(request.GET.get("before")))
+    return _page(request, {"conversation": conversation, "thread": shown, "older": older})
+
+
+@login_required
+def older_messages(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """The messages before `before`, for the page to put above the ones it shows."""
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    shown, older = messages_for_page(conversation, before=_int(request.GET.get("before")))
+    return render(
+        request,
+        f"{PAGE}#older-messages",
+        {"conversation": conversation, "thread": shown, "older": older},
     )
+
+
+@login_required
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    """All the user's conversations, page by page; the archived ones; or a search."""
+    query = request.GET.get("q", "").strip()
+    archived = request.GET.get("archived") == "1"
+    page = _int(request.GET.get("page")) or 1
+    if query:
+        rows, next_page = search_conversations(request.user, query), None
+    else:
+        rows, next_page = conversation_page(request.user, archived=archived, page=page)
+    context = {
+        "rows": rows,
+        "next_page": next_page,
+        "query": query,
+        "archived": archived,
+        "spend": meter.spend_today(request.user),
+    }
+    if request.headers.get("HX-Request") and page > 1:
+        return render(request, "conversations/list.html#list-page", context)
+    return render(request, "conversations/list.html", context)
+
+
+@login_required
+@require_POST
+def rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except services.TurnRefused as refused:
+        flash.error(request, refused.message)
+    return redirect(conversation)
+
+
+@login_required
+@require_POST
+def archive(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    archived = request.POST.get("archived") == "1"
+    services.conversation_archive(conversation=conversation, archived=archived)
+    flash.success(
+        request, "Conversation archived." if archived else "Conversation back in the list."
+    )
+    return redirect("chat" if archived else conversation.get_absolute_url())
+
+
+@login_required
+def delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """GET asks for confirmation; POST deletes."""
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    if request.method == "POST":
+        try:
+            services.conversation_delete(conversation=conversation)
+        except services.TurnRefused as refused:
+            flash.error(request, refused.message)
+            return redirect(conversation)
+        flash.success(request, "Conversation deleted.")
+        return redirect("chat")
+    return render(request, "conversations/delete.html", {"conversation": conversation})
+
+
+class SettingsForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ["system_prompt", "temperature", "max_output_tokens"]
+        labels = {
+            "system_prompt": "System prompt",
+            "temperature": "Temperature",
+            "max_output_tokens": "Max output tokens",
+        }
+        help_texts = {
+            "system_prompt": "Instructions the model follows throughout this conversation.",
+            "temperature": "0 to 1; empty for the model's default.",
+            "max_output_tokens": "Longest reply; empty for the model's maximum.",
+        }
+        widgets = {
+            "system_prompt": forms.Textarea(attrs={"rows": 3}),
+            "temperature": forms.NumberInput(attrs={"step": "0.1", "min": "0", "max": "1"}),
+            "max_output_tokens": forms.NumberInput(attrs={"min": "1"}),
+        }
+
+
+@login_required
+@require_POST
+def configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    form = SettingsForm(request.POST, instance=Conversation.objects.get(pk=conversation.pk))
+    if form.is_valid():
+        try:
+            services.conversation_configure(
+                conversation=conversation,
+                system_prompt=form.cleaned_data["system_prompt"] or "",
+                temperature=form.cleaned_data["temperature"],
+                max_output_tokens=form.cleaned_data["max_output_tokens"],
+            )
+        except services.TurnRefused as refused:
+            form.add_error(None, refused.message)
+        else:
+            flash.success(request, "Settings saved.")
+            return redirect(conversation)
+    shown, older = messages_for_page(conversation)
+    return _page(
+        request,
+        {
+            "conversation": conversation,
+            "thread": shown,
+            "older": older,
+            "settings_form": form,
+            "settings_open": True,
+        },
+    )
+
+
+@login_required
+def export(request: HttpRequest, conversation_id: uuid.UUID, fmt: str) -> HttpResponse:
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    if fmt == "json":
+        body, content_type = exports.as_json(conversation), "application/json"
+    else:
+        body, content_type = exports.as_markdown(conversation), "text/markdown"
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = content_disposition_header(
+        True, f"{exports.filename(conversation)}.{fmt}"
+    )
+    return response

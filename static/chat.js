@@ -40,6 +40,13 @@
   // give it an id, and empty the box (the server puts the text back if it refuses it).
   document.addEventListener("htmx:wsConfigSend", function (event) {
     var params = event.detail.parameters;
+    if (params.type === "edit") {
+      // An edited message is a new message: it gets its own id, and the editor closes.
+      params.client_id = newClientId();
+      var details = event.detail.elt.closest("details");
+      if (details) details.open = false;
+      return;
+    }
     if (params.type !== "send") return;
     var state = chatState();
     params.conversation = state ? state.dataset.conversation : "";
@@ -122,6 +129,82 @@
     if (stickToBottom) scrollToBottom();
   });
 
+  // Escape stops the reply being written; Ctrl+Shift+O opens a new chat.
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      var stops = document.querySelectorAll(".message .stop");
+      if (stops.length) {
+        event.preventDefault();
+        stops[stops.length - 1].click();
+      }
+    } else if (event.key.toLowerCase() === "o" && event.shiftKey && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      window.location.href = document.querySelector(".new-chat").getAttribute("href");
+    }
+  });
+
+  // Copy: each reply, and each code block (buttons added here: model output never
+  // carries markup of its own).
+  function copyText(text, button) {
+    function done() {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done);
+    } else {
+      var area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+      done();
+    }
+  }
+  function addCodeButtons(root) {
+    (root || document).querySelectorAll(".codeblock-bar").forEach(function (bar) {
+      if (bar.querySelector(".copy-code")) return;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy-code";
+      button.textContent = "Copy code";
+      bar.appendChild(button);
+    });
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest(".copy-reply, .copy-code");
+    if (!button) return;
+    var source = button.classList.contains("copy-code")
+      ? button.closest(".codeblock").querySelector("pre")
+      : document.querySelector(button.dataset.copyTarget);
+    if (source) copyText(source.innerText, button);
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () { addCodeButtons(); });
+  document.addEventListener("htmx:afterSwap", function () { addCodeButtons(); });
+
+  // Long conversations open at their newest messages; older ones load when the reader
+  // scrolls up to them, and the view stays where it was.
+  var olderHeight = 0;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.elt.classList.contains("load-older")) {
+      olderHeight = document.getElementById("messages").scrollHeight;
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (olderHeight && event.detail.elt && !document.body.contains(event.detail.elt)) {
+      var list = document.getElementById("messages");
+      list.scrollTop += list.scrollHeight - olderHeight;
+      olderHeight = 0;
+    }
+  });
+  function loadOlderIfNear() {
+    var list = document.getElementById("messages");
+    var link = list && list.querySelector(".load-older");
+    if (link && !olderHeight && list.scrollTop < 300 && window.htmx) htmx.trigger(link, "click");
+  }
+
   // The page's content belongs to one address: going back or forward loads that page.
   window.addEventListener("popstate", function () {
     window.location.reload();
@@ -160,6 +243,9 @@
   document.addEventListener("DOMContentLoaded", function () {
     updateEstimate();
     scrollToBottom();
+    addCodeButtons();
+    var list = document.getElementById("messages");
+    if (list) list.addEventListener("scroll", loadOlderIfNear, { passive: true });
     var input = document.getElementById("message-input");
     if (input) input.focus();
   });
