@@ -73,6 +73,14 @@ def message_replaced(message: Message) -> str:
     return render_message(message, oob=True)
 
 
+def announce(message: Message) -> str:
+    """Read a settled reply out once to screen readers (never token by token)."""
+    return (
+        '<div id="announcer" class="visually-hidden" aria-live="polite" hx-swap-oob="true">'
+        f"{escape(message.announcement)}</div>"
+    )
+
+
 def conversation_opened(conversation: Conversation) -> str:
     """Tell the page which conversation it is now in (its address bar follows), and put
     the conversation at the top of the list."""

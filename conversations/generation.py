@@ -505,6 +505,8 @@ def _finish(
             cost_micros=charged,
         )
     # Rendered here, with the database at hand (what the page offers next depends on it).
-    return frames.message_replaced(message) + frames.spend(
-        meter.spend_today(message.conversation.owner)
+    return (
+        frames.message_replaced(message)
+        + frames.announce(message)
+        + frames.spend(meter.spend_today(message.conversation.owner))
     )
