@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from llm.base import ErrorKind, StreamError
 
@@ -27,14 +29,18 @@ CONTINUE = "continue"  # the page offers Continue: the same reply goes on
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    user_message: str
+    words: Promise  # what the user reads, translated when read
     retried: bool  # retried by itself before any text reached anyone
     billed: str  # NEVER or USED
     action: str = ""  # RETRY, CONTINUE or nothing
     admin_action: str = ""  # for admins: what to look at
 
+    @property
+    def user_message(self) -> str:
+        return str(self.words)
 
-_UNAVAILABLE = "The assistant is unavailable right now. An administrator has been notified."
+
+_UNAVAILABLE = _("The assistant is unavailable right now. An administrator has been notified.")
 
 CATALOG: dict[str, CatalogEntry] = {
     ErrorKind.AUTHENTICATION: CatalogEntry(
@@ -47,99 +53,111 @@ CATALOG: dict[str, CatalogEntry] = {
         admin_action="The API key may not use this model or feature: check its permissions.",
     ),
     ErrorKind.NOT_FOUND: CatalogEntry(
-        "This model is unavailable. Choose another model or ask an administrator.",
+        _("This model is unavailable. Choose another model or ask an administrator."),
         False,
         NEVER,
         admin_action="The provider does not know this model name: check the model catalog.",
     ),
     ErrorKind.INVALID_REQUEST: CatalogEntry(
-        "The request could not be processed. Try rephrasing or shortening your message.",
+        _("The request could not be processed. Try rephrasing or shortening your message."),
         False,
         NEVER,
         admin_action="The provider rejected the request's format: see its message.",
     ),
     ErrorKind.REQUEST_TOO_LARGE: CatalogEntry(
-        "This conversation is too large to send. Start a new chat or shorten your message.",
+        _("This conversation is too large to send. Start a new chat or shorten your message."),
         False,
         NEVER,
         admin_action="The request body exceeded the provider's size limit.",
     ),
     ErrorKind.CONTEXT_TOO_LONG: CatalogEntry(
-        "This conversation is too long for the model to read at once. Start a new chat, or "
-        "send a shorter message.",
+        _(
+            "This conversation is too long for the model to read at once. Start a new chat, or "
+            "send a shorter message."
+        ),
         False,
         NEVER,
         admin_action="The prompt exceeded the context window: check the catalog's window.",
     ),
     ErrorKind.BILLING: CatalogEntry(
-        "The service's credit with the model provider is exhausted. An administrator has "
-        "been notified.",
+        _(
+            "The service's credit with the model provider is exhausted. An administrator has "
+            "been notified."
+        ),
         False,
         NEVER,
         admin_action="The provider account is out of credit: top it up.",
     ),
     ErrorKind.RATE_LIMIT: CatalogEntry(
-        "The model service is busy right now. Please try again in a moment.",
+        _("The model service is busy right now. Please try again in a moment."),
         True,
         NEVER,
         RETRY,
         admin_action="The provider's rate limit was hit: check UPSTREAM_RPM against it.",
     ),
     ErrorKind.SPEND_LIMIT: CatalogEntry(
-        "The service has reached its spending limit with the model provider. An "
-        "administrator has been notified.",
+        _(
+            "The service has reached its spending limit with the model provider. An "
+            "administrator has been notified."
+        ),
         False,
         NEVER,
         admin_action="The provider's spend limit was reached: check DAILY_CAP_USD against it.",
     ),
     ErrorKind.SERVER: CatalogEntry(
-        "The model service had a hiccup. Please try again.", True, USED, RETRY
+        _("The model service had a hiccup. Please try again."), True, USED, RETRY
     ),
     ErrorKind.OVERLOADED: CatalogEntry(
-        "The model service is overloaded right now. Please try again in a moment.",
+        _("The model service is overloaded right now. Please try again in a moment."),
         True,
         USED,
         RETRY,
     ),
     ErrorKind.TIMEOUT: CatalogEntry(
-        "The model took too long to answer. Please try again.",
+        _("The model took too long to answer. Please try again."),
         True,
         USED,
         RETRY,
         admin_action="See LLM_FIRST_TOKEN_TIMEOUT, LLM_TOKEN_TIMEOUT and LLM_TOTAL_TIMEOUT.",
     ),
     ErrorKind.CONNECTION: CatalogEntry(
-        "The connection to the model service was lost. Please try again.", True, USED, RETRY
+        _("The connection to the model service was lost. Please try again."), True, USED, RETRY
     ),
     ErrorKind.MALFORMED: CatalogEntry(
-        "The model service sent an answer we could not read. Please try again.",
+        _("The model service sent an answer we could not read. Please try again."),
         False,
         USED,
         RETRY,
     ),
-    ErrorKind.UNKNOWN: CatalogEntry("Something went wrong. Please try again.", False, USED, RETRY),
+    ErrorKind.UNKNOWN: CatalogEntry(
+        _("Something went wrong. Please try again."), False, USED, RETRY
+    ),
     # Not upstream errors, but endings the user must understand all the same.
-    "cut_off": CatalogEntry("This reply reached the length limit.", False, USED, CONTINUE),
+    "cut_off": CatalogEntry(_("This reply reached the length limit."), False, USED, CONTINUE),
     "interrupted": CatalogEntry(
-        "This reply was interrupted because the server restarted. Nothing more will be "
-        "added to it.",
+        _(
+            "This reply was interrupted because the server restarted. Nothing more will be "
+            "added to it."
+        ),
         False,
         USED,
         RETRY,
     ),
     "budget_user": CatalogEntry(
-        "You've used your daily budget. It resets at midnight.", False, NEVER, RETRY
+        _("You've used your daily budget. It resets at midnight."), False, NEVER, RETRY
     ),
     "budget_service": CatalogEntry(
-        "The service has reached today's spending limit. It resets at midnight.",
+        _("The service has reached today's spending limit. It resets at midnight."),
         False,
         NEVER,
         RETRY,
         admin_action="The service's daily cap (DAILY_CAP_USD) was reached.",
     ),
     "budget_price": CatalogEntry(
-        "This model has no valid price yet, so it cannot be used. An administrator has "
-        "been notified.",
+        _(
+            "This model has no valid price yet, so it cannot be used. An administrator has "
+            "been notified."
+        ),
         False,
         NEVER,
         admin_action="Set this model's prices in the model catalog.",

@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import (
     CatalogModel,
@@ -67,7 +68,9 @@ def resets_at(day: date) -> datetime:
 def _in_words(delta: timedelta) -> str:
     minutes = max(0, math.ceil(delta.total_seconds() / 60))
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    if hours:
+        return _("%(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes}
+    return _("%(minutes)s min") % {"minutes": minutes}
 
 
 # --- caps --------------------------------------------------------------------------------
@@ -114,16 +117,20 @@ class Grant:
 
 def _refusal(scope: str, spent: int, cap: int, day: date) -> Refused:
     reset = resets_at(day)
-    when = f"{reset:%H:%M} {reset.tzname()} (in {_in_words(reset - timezone.now())})"
+    when = _("%(time)s %(zone)s (in %(wait)s)") % {
+        "time": f"{reset:%H:%M}",
+        "zone": reset.tzname(),
+        "wait": _in_words(reset - timezone.now()),
+    }
     if scope == "user":
         return Refused(
-            f"You've used {format_usd(spent)} of your {format_usd(cap)} daily budget. "
-            f"It resets at {when}.",
+            _("You've used %(spent)s of your %(cap)s daily budget. It resets at %(when)s.")
+            % {"spent": format_usd(spent), "cap": format_usd(cap), "when": when},
             scope="user",
         )
     return Refused(
-        f"The service has reached today's spending limit of {format_usd(cap)}. "
-        f"It resets at {when}.",
+        _("The service has reached today's spending limit of %(cap)s. It resets at %(when)s.")
+        % {"cap": format_usd(cap), "when": when},
         scope="service",
     )
 
@@ -146,8 +153,10 @@ def reserve(
     if price_in is None or price_out is None or price_in < 0 or price_out < 0:
         # Fail closed: a model without a sane price is never called.
         raise Refused(
-            "This model has no valid price yet, so it cannot be used. An administrator has "
-            "been notified.",
+            _(
+                "This model has no valid price yet, so it cannot be used. An administrator "
+                "has been notified."
+            ),
             scope="price",
         )
     day = today()
@@ -300,7 +309,10 @@ class Spend:
 
     @property
     def text(self) -> str:
-        return f"{format_usd(self.spent_micros)} of {format_usd(self.cap_micros)} today"
+        return _("%(spent)s of %(cap)s today") % {
+            "spent": format_usd(self.spent_micros),
+            "cap": format_usd(self.cap_micros),
+        }
 
 
 def spend_today(user: AbstractBaseUser) -> Spend:

@@ -30,6 +30,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import frames, generation, hub, services
 from .models import Conversation, Message
@@ -38,37 +41,45 @@ from .selectors import get_conversation_for_user
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND = "That conversation was not found."
+NOT_FOUND = gettext_lazy("That conversation was not found.")
 MAX_RESUMED = 10  # replies one subscribe may resume (a person has at most a few active)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
     group: str | None = None
+    language: str = settings.LANGUAGE_CODE
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close()  # Refused before accept: the handshake fails.
             return
+        self.language = _language(self.scope)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Everything this message causes, a generation it starts included, speaks the
+        # page's language.
+        with translation.override(self.language):
+            await self._receive(text_data, bytes_data)
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         if text_data is None:
-            await self.send(text_data=frames.error("Messages must be text."))
+            await self.send(text_data=frames.error(_("Messages must be text.")))
             return
         if len(text_data) > settings.WS_MAX_MESSAGE_CHARS:
-            await self.send(text_data=frames.error("That message is too large to send."))
+            await self.send(text_data=frames.error(_("That message is too large to send.")))
             return
         try:
             payload = json.loads(text_data)
         except ValueError:
-            await self.send(text_data=frames.error("That message could not be read."))
+            await self.send(text_data=frames.error(_("That message could not be read.")))
             return
         if not isinstance(payload, dict):
-            await self.send(text_data=frames.error("That message could not be read."))
+            await self.send(text_data=frames.error(_("That message could not be read.")))
             return
         handler = {
             "subscribe": self.on_subscribe,
@@ -81,7 +92,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "edit": self.on_edit,
         }.get(payload.get("type"))
         if handler is None:
-            await self.send(text_data=frames.error("Unknown request."))
+            await self.send(text_data=frames.error(_("Unknown request.")))
             return
         await handler(payload)
 
@@ -102,7 +113,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_resume(self, payload: dict[str, Any]) -> None:
         reply = await self._reply(payload.get("reply"))
         if reply is None:
-            await self.send(text_data=frames.error("That reply was not found."))
+            await self.send(text_data=frames.error(_("That reply was not found.")))
             return
         await self._watch(await database_sync_to_async(lambda: reply.conversation)())
         await self._resume(reply, payload.get("after"))
@@ -170,24 +181,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_stop(self, payload: dict[str, Any]) -> None:
         reply = await self._reply(payload.get("reply"))
         if reply is None:
-            await self.send(text_data=frames.error("There is no reply to stop."))
+            await self.send(text_data=frames.error(_("There is no reply to stop.")))
             return
         await generation.stop(reply.pk)
 
     async def on_retry(self, payload: dict[str, Any]) -> None:
-        await self._follow_up(payload, services.turn_retry, "There is no reply to retry.")
+        await self._follow_up(payload, services.turn_retry, _("There is no reply to retry."))
 
     async def on_continue(self, payload: dict[str, Any]) -> None:
-        await self._follow_up(payload, services.turn_continue, "There is no reply to continue.")
+        await self._follow_up(payload, services.turn_continue, _("There is no reply to continue."))
 
     async def on_regenerate(self, payload: dict[str, Any]) -> None:
-        await self._follow_up(payload, services.turn_regenerate, "There is no reply to regenerate.")
+        await self._follow_up(
+            payload, services.turn_regenerate, _("There is no reply to regenerate.")
+        )
 
     async def on_edit(self, payload: dict[str, Any]) -> None:
         text = payload.get("text")
         message = await self._own_message(payload.get("message"), role=Message.Role.USER)
         if message is None:
-            await self.send(text_data=frames.error("That message was not found."))
+            await self.send(text_data=frames.error(_("That message was not found.")))
             return
         conversation = await database_sync_to_async(lambda: message.conversation)()
         await self._watch(conversation)
@@ -275,3 +288,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _language(scope: dict[str, Any]) -> str:
+    """The page's language, as LocaleMiddleware chooses it for pages: the user's choice
+    (the language cookie), else the browser's Accept-Language, else the default."""
+    from django.utils.translation.trans_real import parse_accept_lang_header
+
+    candidates = [scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME, "")]
+    headers = dict(scope.get("headers", []))
+    accept = headers.get(b"accept-language", b"").decode("latin-1")
+    candidates += [code for code, _quality in parse_accept_lang_header(accept)]
+    for code in candidates:
+        if code and code != "*":
+            try:
+                return translation.get_supported_language_variant(code)
+            except LookupError:
+                continue
+    return settings.LANGUAGE_CODE

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from django.template.loader import render_to_string
 from django.utils.html import escape
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from billing.meter import Spend
 
@@ -43,9 +45,12 @@ def stream_reset(reply_id: int, seq: int, text: str) -> str:
 def reply_status(reply_id: int, *, queued: int = 0, text: str = "") -> str:
     """What a reply without text yet is waiting for (`text` says it in other words)."""
     if not text and queued:
-        ahead = "1 request" if queued == 1 else f"{queued} requests"
-        text = f"Queued: {ahead} ahead of yours…"
-    text = text or "Thinking…"
+        text = ngettext(
+            "Queued: %(count)s request ahead of yours…",
+            "Queued: %(count)s requests ahead of yours…",
+            queued,
+        ) % {"count": queued}
+    text = text or _("Thinking…")
     return (
         f'<span id="m-{reply_id}-status" class="thinking" hx-swap-oob="true">{escape(text)}</span>'
     )

@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -295,7 +296,7 @@ class Generation:
     def _still_thinking(self) -> None:
         self._cue = None
         frame = frames.reply_status(
-            self.reply_id, text="Still thinking… the model is taking longer than usual."
+            self.reply_id, text=_("Still thinking… the model is taking longer than usual.")
         )
         task = asyncio.ensure_future(hub.publish(self.group, frame))
         self._background.add(task)
@@ -303,12 +304,17 @@ class Generation:
 
     async def _announce_queue(self, ahead: int, seconds: float) -> None:
         if not self.parts:
-            text = f"Queued: {ahead} ahead of yours, starting in about {max(1, round(seconds))} s…"
+            text = _("Queued: %(ahead)s ahead of yours, starting in about %(wait)s s…") % {
+                "ahead": ahead,
+                "wait": max(1, round(seconds)),
+            }
             await hub.publish(self.group, frames.reply_status(self.reply_id, text=text))
 
     async def _announce_retry(self, state: RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action else 0
-        text = f"The model service is busy. Retrying in {max(1, round(wait))} s…"
+        text = _("The model service is busy. Retrying in %(wait)s s…") % {
+            "wait": max(1, round(wait))
+        }
         await hub.publish(self.group, frames.reply_status(self.reply_id, text=text))
 
     async def _end(self, loop: asyncio.AbstractEventLoop, cancelled_by_shutdown: bool) -> None:

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from billing import catalog
 from billing.errors import CONTINUE, entry_for
@@ -44,7 +45,7 @@ class Conversation(models.Model):
 
     @property
     def display_title(self) -> str:
-        return self.title or "New chat"
+        return self.title or _("New chat")
 
 
 class Message(models.Model):
@@ -151,7 +152,7 @@ class Message(models.Model):
     def announcement(self) -> str:
         """What a screen reader says once a reply has settled."""
         words = self.content[:600] + ("…" if len(self.content) > 600 else "")
-        return " ".join(part for part in ["Reply:", words, self.error_text] if part)
+        return " ".join(part for part in [_("Reply:"), words, self.error_text] if part)
 
     @property
     def cost_text(self) -> str:

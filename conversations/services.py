@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing import catalog, meter
 from billing.errors import CONTINUE, RETRY
@@ -63,7 +64,7 @@ def usable_model(slug: str | None) -> CatalogModel:
     """The catalog model `slug` (the default model if empty), if people may use it now."""
     model = catalog.get_model(slug or catalog.default_model())
     if model is None or not model.enabled or not catalog.provider_configured(model.provider):
-        raise TurnRefused("This model is unavailable. Choose another model.")
+        raise TurnRefused(_("This model is unavailable. Choose another model."))
     return model
 
 
@@ -96,8 +97,10 @@ def fit_history(
         used += cost
     if not kept:
         raise TurnRefused(
-            "This message alone is too long for the model's context window. "
-            "Shorten it or split it into parts."
+            _(
+                "This message alone is too long for the model's context window. "
+                "Shorten it or split it into parts."
+            )
         )
     kept.reverse()
     # The Messages API wants the conversation to open with the user.
@@ -115,11 +118,11 @@ def _title_from(text: str) -> str:
 
 def validate_text(text: object) -> str:
     if not isinstance(text, str) or not text.strip():
-        raise TurnRefused("Type a message first.")
+        raise TurnRefused(_("Type a message first."))
     if len(text) > settings.MESSAGE_MAX_CHARS:
         raise TurnRefused(
-            f"This message is too long ({len(text):,} characters). The limit is "
-            f"{settings.MESSAGE_MAX_CHARS:,}."
+            _("This message is too long (%(length)s characters). The limit is %(limit)s.")
+            % {"length": f"{len(text):,}", "limit": f"{settings.MESSAGE_MAX_CHARS:,}"}
         )
     return text
 
@@ -141,7 +144,7 @@ def turn_start(
     """
     text = validate_text(text)
     if not CLIENT_ID_RE.match(client_id or ""):
-        raise TurnRefused("This message could not be sent. Reload the page and try again.")
+        raise TurnRefused(_("This message could not be sent. Reload the page and try again."))
     existing = _existing_turn(conversation, client_id)
     if existing:
         return existing
@@ -180,7 +183,7 @@ def _supersede_from(conversation: Conversation, edited: Message) -> list[int]:
     """Hide `edited` (a user message) and every message after it; their ids."""
     edited = Message.objects.get(pk=edited.pk)
     if edited.role != Message.Role.USER or edited.superseded:
-        raise TurnRefused("This message can no longer be edited.")
+        raise TurnRefused(_("This message can no longer be edited."))
     replaced = shown_messages(conversation).filter(id__gte=edited.pk)
     ids = list(replaced.values_list("id", flat=True))
     replaced.update(superseded=True)
@@ -195,8 +198,8 @@ def turn_regenerate(*, user: AbstractBaseUser, reply: Message) -> Turn:
         locked = _lock_for_turn(user, reply.conversation)
         old = Message.objects.get(pk=reply.pk)
         if old.role != Message.Role.ASSISTANT or old.superseded or old.reply_to is None:
-            raise TurnRefused("This reply cannot be regenerated.")
-        _must_be_latest(locked, old, "regenerated")
+            raise TurnRefused(_("This reply cannot be regenerated."))
+        _must_be_latest(locked, old)
         model = usable_model(locked.model)
         old.superseded = True
         old.save(update_fields=["superseded"])
@@ -221,7 +224,7 @@ def turn_edit(*, user: AbstractBaseUser, message: Message, text: str, client_id:
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     title = " ".join(str(title).split())
     if not title:
-        raise TurnRefused("A conversation needs a name.")
+        raise TurnRefused(_("A conversation needs a name."))
     conversation.title = title[:200]
     conversation.save(update_fields=["title"])
     return conversation
@@ -241,7 +244,7 @@ def conversation_delete(*, conversation: Conversation) -> None:
         if locked.messages.filter(
             status__in=[Message.Status.PENDING, Message.Status.STREAMING]
         ).exists():
-            raise TurnRefused("Stop the reply being written before deleting this conversation.")
+            raise TurnRefused(_("Stop the reply being written before deleting this conversation."))
         locked.delete()
 
 
@@ -256,14 +259,15 @@ def conversation_configure(
     model = usable_model(conversation.model)
     if len(system_prompt) > settings.MESSAGE_MAX_CHARS:
         raise TurnRefused(
-            f"The system prompt is too long. The limit is {settings.MESSAGE_MAX_CHARS:,} "
-            "characters."
+            _("The system prompt is too long. The limit is %(limit)s characters.")
+            % {"limit": f"{settings.MESSAGE_MAX_CHARS:,}"}
         )
     if temperature is not None and not 0.0 <= temperature <= 1.0:
-        raise TurnRefused("Temperature goes from 0 to 1.")
+        raise TurnRefused(_("Temperature goes from 0 to 1."))
     if max_output_tokens is not None and not 1 <= max_output_tokens <= model.max_output_tokens:
         raise TurnRefused(
-            f"Max output tokens goes from 1 to {model.max_output_tokens:,} for this model."
+            _("Max output tokens goes from 1 to %(limit)s for this model.")
+            % {"limit": f"{model.max_output_tokens:,}"}
         )
     conversation.system_prompt = system_prompt.strip()
     conversation.temperature = temperature
@@ -280,8 +284,8 @@ def turn_retry(*, user: AbstractBaseUser, reply: Message) -> Turn:
         locked = _lock_for_turn(user, reply.conversation)
         failed = Message.objects.get(pk=reply.pk)
         if failed.offer != RETRY or failed.reply_to is None:
-            raise TurnRefused("This reply cannot be retried.")
-        _must_be_latest(locked, failed, "retried")
+            raise TurnRefused(_("This reply cannot be retried."))
+        _must_be_latest(locked, failed)
         model = usable_model(locked.model)
         return _open_reply(user, locked, failed.reply_to, model, kind=RETRY)
 
@@ -295,18 +299,20 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
         cut = Message.objects.get(pk=reply.pk)
         prefix = cut.content.rstrip()  # the Messages API refuses a prefill ending in space
         if cut.status != Message.Status.CUT_OFF or cut.reply_to is None or not prefix:
-            raise TurnRefused("Only a reply cut off at the length limit can be continued.")
-        _must_be_latest(locked, cut, "continued")
+            raise TurnRefused(_("Only a reply cut off at the length limit can be continued."))
+        _must_be_latest(locked, cut)
         model = usable_model(cut.model or locked.model)
         if not catalog.can_continue(model):
-            raise TurnRefused("This model cannot continue a reply. Ask it to go on instead.")
+            raise TurnRefused(_("This model cannot continue a reply. Ask it to go on instead."))
         history = history_for(locked, up_to=cut.reply_to)
         history.append(ChatMessage(Message.Role.ASSISTANT, prefix))
         messages, omitted, input_tokens = _fit(locked, model, history)
         if len(messages) < 2:  # the question no longer fits beside the reply so far
             raise TurnRefused(
-                "This reply is as long as the model can read back. Ask it to go on in a "
-                "new message instead."
+                _(
+                    "This reply is as long as the model can read back. Ask it to go on in "
+                    "a new message instead."
+                )
             )
         try:
             grant = _reserve(user, locked, cut, model, input_tokens)
@@ -356,11 +362,14 @@ def _lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Conver
         status__in=[Message.Status.PENDING, Message.Status.STREAMING],
     )
     if active.filter(conversation=locked).exists():
-        raise TurnRefused("Wait for the current reply to finish, or stop it, before sending.")
+        raise TurnRefused(_("Wait for the current reply to finish, or stop it, before sending."))
     if active.count() >= settings.USER_MAX_ACTIVE_REPLIES:
         raise TurnRefused(
-            f"You already have {settings.USER_MAX_ACTIVE_REPLIES} replies being "
-            "written. Wait for one to finish, or stop one, before sending."
+            _(
+                "You already have %(count)s replies being written. Wait for one to finish, "
+                "or stop one, before sending."
+            )
+            % {"count": settings.USER_MAX_ACTIVE_REPLIES}
         )
     # Every request that may reach a model holds a reservation, and a message refused for
     # want of budget leaves a refused reply: count this minute's of both.
@@ -385,15 +394,15 @@ def _lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Conver
     if len(starts) >= limit:
         wait = (starts[limit - 1] + timedelta(seconds=60) - timezone.now()).total_seconds()
         raise TurnRefused(
-            f"You're sending faster than {limit} messages a minute. "
-            f"Try again in {max(1, math.ceil(wait))} s."
+            _("You're sending faster than %(limit)s messages a minute. Try again in %(wait)s s.")
+            % {"limit": limit, "wait": max(1, math.ceil(wait))}
         )
     return locked
 
 
-def _must_be_latest(conversation: Conversation, reply: Message, done: str) -> None:
-    if conversation.messages.filter(id__gt=reply.id).exists():
-        raise TurnRefused(f"Only the latest reply can be {done}.")
+def _must_be_latest(conversation: Conversation, reply: Message) -> None:
+    if shown_messages(conversation).filter(id__gt=reply.id).exists():
+        raise TurnRefused(_("Only the latest reply can be retried, regenerated or continued."))
 
 
 def _reserve(

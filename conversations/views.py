@@ -11,6 +11,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from billing import catalog, meter
@@ -133,7 +135,7 @@ def archive(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     archived = request.POST.get("archived") == "1"
     services.conversation_archive(conversation=conversation, archived=archived)
     flash.success(
-        request, "Conversation archived." if archived else "Conversation back in the list."
+        request, _("Conversation archived.") if archived else _("Conversation back in the list.")
     )
     return redirect("chat" if archived else conversation.get_absolute_url())
 
@@ -148,7 +150,7 @@ def delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         except services.TurnRefused as refused:
             flash.error(request, refused.message)
             return redirect(conversation)
-        flash.success(request, "Conversation deleted.")
+        flash.success(request, _("Conversation deleted."))
         return redirect("chat")
     return render(request, "conversations/delete.html", {"conversation": conversation})
 
@@ -158,14 +160,16 @@ class SettingsForm(forms.ModelForm):
         model = Conversation
         fields = ["system_prompt", "temperature", "max_output_tokens"]
         labels = {
-            "system_prompt": "System prompt",
-            "temperature": "Temperature",
-            "max_output_tokens": "Max output tokens",
+            "system_prompt": gettext_lazy("System prompt"),
+            "temperature": gettext_lazy("Temperature"),
+            "max_output_tokens": gettext_lazy("Max output tokens"),
         }
         help_texts = {
-            "system_prompt": "Instructions the model follows throughout this conversation.",
-            "temperature": "0 to 1; empty for the model's default.",
-            "max_output_tokens": "Longest reply; empty for the model's maximum.",
+            "system_prompt": gettext_lazy(
+                "Instructions the model follows throughout this conversation."
+            ),
+            "temperature": gettext_lazy("0 to 1; empty for the model's default."),
+            "max_output_tokens": gettext_lazy("Longest reply; empty for the model's maximum."),
         }
         widgets = {
             "system_prompt": forms.Textarea(attrs={"rows": 3}),
@@ -190,7 +194,7 @@ def configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
         except services.TurnRefused as refused:
             form.add_error(None, refused.message)
         else:
-            flash.success(request, "Settings saved.")
+            flash.success(request, _("Settings saved."))
             return redirect(conversation)
     shown, older = messages_for_page(conversation)
     return _page(

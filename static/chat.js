@@ -145,10 +145,16 @@
 
   // Copy: each reply, and each code block (buttons added here: model output never
   // carries markup of its own).
+  // Words the page gives this script in its own language.
+  function words(key, fallback) {
+    var main = document.querySelector("main.chat");
+    return (main && main.dataset[key]) || fallback;
+  }
+
   function copyText(text, button) {
     function done() {
       var label = button.textContent;
-      button.textContent = "Copied";
+      button.textContent = words("copied", "Copied");
       setTimeout(function () { button.textContent = label; }, 1500);
     }
     if (navigator.clipboard && window.isSecureContext) {
@@ -169,7 +175,7 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code";
-      button.textContent = "Copy code";
+      button.textContent = words("copyCode", "Copy code");
       bar.appendChild(button);
     });
   }
@@ -234,8 +240,13 @@
     var micros = Math.ceil(
       (inputTokens * Number(d.inputPrice) + Number(d.maxOutput) * Number(d.outputPrice)) / 1000
     );
-    el.textContent = micros > 0 ? "Next message: up to " + formatUsd(micros) + "." : "";
+    el.textContent = micros > 0 ? d.label.replace("{cost}", formatUsd(micros)) : "";
   }
+  // A language picked in the list applies at once (the button is for pages without JS).
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.id === "language-select") event.target.form.submit();
+  });
+
   document.addEventListener("input", function (event) {
     if (event.target && event.target.id === "message-input") updateEstimate();
   });

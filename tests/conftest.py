@@ -53,6 +53,17 @@ def catalog(db: None) -> None:
 
 
 @pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """Every test starts in the default language (a page request in another language
+    leaves it active in the thread, as a server's next request would reset it)."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def use_simulator(simulator: RunningSimulator, settings: object) -> RunningSimulator:
     settings.LLM_PROVIDER = "anthropic"  # type: ignore[attr-defined]
     settings.LLM_MODEL = "claude-4-6"  # type: ignore[attr-defined]
