@@ -13,6 +13,11 @@ from billing.errors import CONTINUE, entry_for
 from billing.meter import format_usd
 
 
+def context_tokens(content: str) -> int:
+    """What a message of this text adds to a request, estimated conservatively."""
+    return catalog.estimate_tokens(content) + catalog.MESSAGE_OVERHEAD_TOKENS if content else 0
+
+
 class Conversation(models.Model):
     # Public ids are random: a guessed URL leads nowhere, and ids say nothing about volume.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -96,6 +101,9 @@ class Message(models.Model):
     # Replaced by Regenerate or by an edit of an earlier message: kept for the record and
     # the bill, no longer shown or sent to the model.
     superseded = models.BooleanField(default=False)
+    # About how many tokens this message adds to a request (conservative estimate), kept
+    # so the page's context gauge and cost estimate are one sum, not a pass over the text.
+    context_tokens = models.PositiveIntegerField(default=0)
     # The meter's reservation for this reply, and what the reply was charged (micro-dollars).
     reservation_id = models.BigIntegerField(null=True, blank=True)
     cost_micros = models.BigIntegerField(null=True, blank=True)
@@ -113,10 +121,21 @@ class Message(models.Model):
                 name="message_client_id_unique_per_conversation",
             )
         ]
-        indexes = [models.Index(fields=["conversation", "created_at"])]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),
+            # A page of the newest shown messages, and their token sum.
+            models.Index(fields=["conversation", "superseded", "id"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.context_tokens = context_tokens(self.content)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "content" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "context_tokens"}
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     @property
     def is_active(self) -> bool:

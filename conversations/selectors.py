@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 from django.http import Http404
 
 from llm.base import ChatMessage
@@ -129,9 +129,8 @@ def history_tokens(conversation: Conversation) -> int:
     page's cost estimate (the conservative estimate: this is an upper bound to show)."""
     from billing import catalog
 
-    contents = shown_messages(conversation).values_list("content", flat=True)
     system = conversation.system_prompt
     total = catalog.estimate_tokens(system) if system else 0
-    return total + sum(
-        catalog.estimate_tokens(c) + catalog.MESSAGE_OVERHEAD_TOKENS for c in contents
-    )
+    # Each message's estimate is stored with it: one indexed sum, however long the chat.
+    stored = shown_messages(conversation).aggregate(total=Sum("context_tokens"))["total"]
+    return total + (stored or 0)

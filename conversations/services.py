@@ -29,7 +29,7 @@ __all__ = ["CONTINUE", "NEW", "RETRY"]  # the kinds of Turn, with the functions 
 from billing.models import CatalogModel, Reservation
 from llm.base import ChatMessage, ChatRequest
 
-from .models import Conversation, Message
+from .models import Conversation, Message, context_tokens
 from .rendering import render_markdown
 from .selectors import history_for, shown_messages
 
@@ -544,6 +544,7 @@ def reply_finish(
     ).update(
         content=content,
         content_html=content_html,
+        context_tokens=context_tokens(content),
         status=status,
         stop_reason=stop_reason,
         error_kind=error_kind,

@@ -182,33 +182,47 @@
   document.addEventListener("click", function (event) {
     var button = event.target.closest(".copy-reply, .copy-code");
     if (!button) return;
-    var source = button.classList.contains("copy-code")
-      ? button.closest(".codeblock").querySelector("pre")
-      : document.querySelector(button.dataset.copyTarget);
-    if (source) copyText(source.innerText, button);
+    if (button.classList.contains("copy-code")) {
+      copyText(button.closest(".codeblock").querySelector("pre").innerText, button);
+      return;
+    }
+    var reply = document.querySelector(button.dataset.copyTarget);
+    if (!reply) return;
+    // The reply's text without the code blocks' bars (their language and buttons).
+    var copy = reply.cloneNode(true);
+    copy.querySelectorAll(".codeblock-bar").forEach(function (bar) { bar.remove(); });
+    copyText(copy.textContent.trim(), button);
   });
   document.addEventListener("htmx:wsAfterMessage", function () { addCodeButtons(); });
   document.addEventListener("htmx:afterSwap", function () { addCodeButtons(); });
 
   // Long conversations open at their newest messages; older ones load when the reader
   // scrolls up to them, and the view stays where it was.
+  var olderLink = null;
   var olderHeight = 0;
   document.addEventListener("htmx:beforeRequest", function (event) {
     if (event.detail.elt.classList.contains("load-older")) {
+      olderLink = event.detail.elt;
       olderHeight = document.getElementById("messages").scrollHeight;
     }
   });
-  document.addEventListener("htmx:afterSettle", function (event) {
-    if (olderHeight && event.detail.elt && !document.body.contains(event.detail.elt)) {
+  document.addEventListener("htmx:afterSettle", function () {
+    // The link has been replaced by the older messages (and the next link, if any).
+    if (olderLink && !document.body.contains(olderLink)) {
       var list = document.getElementById("messages");
       list.scrollTop += list.scrollHeight - olderHeight;
+      olderLink = null;
       olderHeight = 0;
     }
+  });
+  document.addEventListener("htmx:responseError", function () {
+    olderLink = null;
+    olderHeight = 0;
   });
   function loadOlderIfNear() {
     var list = document.getElementById("messages");
     var link = list && list.querySelector(".load-older");
-    if (link && !olderHeight && list.scrollTop < 300 && window.htmx) htmx.trigger(link, "click");
+    if (link && !olderLink && list.scrollTop < 300 && window.htmx) htmx.trigger(link, "click");
   }
 
   // The page's content belongs to one address: going back or forward loads that page.
@@ -253,8 +267,8 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     updateEstimate();
-    scrollToBottom();
     addCodeButtons();
+    scrollToBottom();
     var list = document.getElementById("messages");
     if (list) list.addEventListener("scroll", loadOlderIfNear, { passive: true });
     var input = document.getElementById("message-input");
