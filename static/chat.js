@@ -6,6 +6,7 @@
  * view. */
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
 
   function chatState() {
     return document.getElementById("chat-state");
