@@ -1,5 +1,10 @@
+import csv
+from typing import Any
+
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
 
 from .models import (
     CatalogModel,
@@ -13,7 +18,7 @@ from .models import (
 
 @admin.register(ServiceSettings)
 class ServiceSettingsAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "signup_open"]
+    list_display = ["__str__", "signup_open", "default_user_cap_micros", "service_cap_micros"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not ServiceSettings.objects.exists()
@@ -73,6 +78,50 @@ class ReservationAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
+    change_list_template = "admin/billing/usagerecord/change_list.html"
+    CSV_FIELDS = [
+        "created_at",
+        "day",
+        "user",
+        "model",
+        "conversation_id",
+        "message_id",
+        "input_tokens",
+        "output_tokens",
+        "cost_micros",
+        "charged_micros",
+        "outcome",
+        "error_kind",
+        "error_detail",
+        "upstream_request_id",
+        "ttft_ms",
+        "duration_ms",
+        "retries",
+    ]
+
+    def get_urls(self) -> list[Any]:
+        export = self.admin_site.admin_view(self.export_csv)
+        return [path("export.csv", export, name="billing_usagerecord_export"), *super().get_urls()]
+
+    def export_csv(self, request: HttpRequest) -> HttpResponse:
+        """The list as filtered on the page (filters, date, search), as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        rows = changelist.get_queryset(request).select_related("user").order_by("created_at")
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="usage.csv"'
+        writer = csv.writer(response)
+        writer.writerow(self.CSV_FIELDS)
+        for record in rows.iterator():
+            writer.writerow(
+                [
+                    record.user.get_username() if name == "user" else getattr(record, name)
+                    for name in self.CSV_FIELDS
+                ]
+            )
+        return response
+
     list_display = [
         "created_at",
         "user",

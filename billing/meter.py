@@ -27,6 +27,7 @@ from .models import (
     DailySpend,
     Outcome,
     Reservation,
+    ServiceSettings,
     UsageRecord,
     UserBudget,
 )
@@ -78,11 +79,17 @@ def user_cap_micros(user: AbstractBaseUser) -> int:
     override = (
         UserBudget.objects.filter(user=user).values_list("daily_cap_micros", flat=True).first()
     )
-    return settings.USER_DAILY_CAP_MICROS if override is None else override
+    if override is not None:
+        return override
+    default = ServiceSettings.objects.values_list("default_user_cap_micros", flat=True).first()
+    return settings.USER_DAILY_CAP_MICROS if default is None else default
 
 
 def service_cap_micros() -> int:
-    return settings.DAILY_CAP_MICROS
+    """The service's cap for the day: the admin's, never above DAILY_CAP_USD."""
+    chosen = ServiceSettings.objects.values_list("service_cap_micros", flat=True).first()
+    ceiling = settings.DAILY_CAP_MICROS
+    return ceiling if chosen is None else min(chosen, ceiling)
 
 
 def _scope(user: AbstractBaseUser) -> str:

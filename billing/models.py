@@ -14,6 +14,20 @@ class ServiceSettings(models.Model):
         help_text="Whether new people can create an account. The first account can always "
         "be created: it becomes the administrator.",
     )
+    default_user_cap_micros = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Each user's daily budget in micro-dollars ($1 = 1,000,000), unless set "
+        "per user. Empty: USER_DAILY_CAP_USD.",
+    )
+    service_cap_micros = models.BigIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="The whole service's daily budget in micro-dollars. Empty: DAILY_CAP_USD, "
+        "which is also its ceiling (the model card's hard limit).",
+    )
 
     class Meta:
         verbose_name = "service settings"
@@ -25,6 +39,13 @@ class ServiceSettings(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         self.pk = 1
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def clean(self) -> None:
+        ceiling = settings.DAILY_CAP_MICROS
+        if self.service_cap_micros is not None and self.service_cap_micros > ceiling:
+            raise ValidationError(
+                {"service_cap_micros": f"At most {ceiling:,} (DAILY_CAP_USD, the hard limit)."}
+            )
 
     @classmethod
     def load(cls) -> ServiceSettings:

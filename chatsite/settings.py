@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "billing",
     "accounts",
     "conversations",
+    "support",
 ]
 
 MIDDLEWARE = [

@@ -29,10 +29,13 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import Http404
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+
+from support.services import user_group
 
 from . import frames, generation, hub, services
 from .models import Conversation, Message
@@ -42,6 +45,7 @@ from .selectors import get_conversation_for_user
 log = logging.getLogger(__name__)
 
 NOT_FOUND = gettext_lazy("That conversation was not found.")
+ACCOUNT_CLOSED = 4003  # the close code a suspended account's sockets get
 MAX_RESUMED = 10  # replies one subscribe may resume (a person has at most a few active)
 
 
@@ -55,10 +59,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()  # Refused before accept: the handshake fails.
             return
         self.language = _language(self.scope)
+        # Suspending the account closes this socket, from any process.
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            await self.channel_layer.group_discard(user_group(user.pk), self.channel_name)
+
+    async def account_closed(self, event: dict[str, Any]) -> None:
+        """The account was suspended: this socket ends now."""
+        await self.close(code=ACCOUNT_CLOSED)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Everything this message causes, a generation it starts included, speaks the
@@ -67,6 +80,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._receive(text_data, bytes_data)
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        if not await self._still_active():
+            await self.close(code=ACCOUNT_CLOSED)
+            return
         if text_data is None:
             await self.send(text_data=frames.error(_("Messages must be text.")))
             return
@@ -234,6 +250,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await generation.launch(turn)
 
     # --- helpers --------------------------------------------------------------------------
+    @database_sync_to_async
+    def _still_active(self) -> bool:
+        """A suspended (or deleted) account's socket is refused its next message."""
+        users = get_user_model().objects
+        return users.filter(pk=self.scope["user"].pk, is_active=True).exists()
+
     async def _conversation(self, conversation_id: object) -> Conversation | None:
         try:
             return await database_sync_to_async(get_conversation_for_user)(

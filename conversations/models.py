@@ -43,7 +43,8 @@ class Conversation(models.Model):
         indexes = [models.Index(fields=["owner", "archived", "-updated_at"])]
 
     def __str__(self) -> str:
-        return self.title or "New chat"
+        # Not the title: it is conversation text, and admin pages name objects by this.
+        return f"Conversation {str(self.pk)[:8]}"
 
     def get_absolute_url(self) -> str:
         return reverse("conversation", args=[self.id])
@@ -128,7 +129,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.role}: {self.content[:60]}"
+        return f"{self.role} message {self.pk}"  # not its text: admin pages show this
 
     def save(self, *args: object, **kwargs: object) -> None:
         self.context_tokens = context_tokens(self.content)

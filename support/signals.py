@@ -1,0 +1,17 @@
+"""A user made inactive (suspended) loses their open sockets at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from .services import close_sockets
+
+
+@receiver(post_save, sender=get_user_model())
+def close_sockets_of_inactive_users(sender: Any, instance: Any, **kwargs: Any) -> None:
+    if not instance.is_active and not kwargs.get("created"):
+        close_sockets(instance.pk)

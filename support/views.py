@@ -1,0 +1,161 @@
+"""The support dashboard (staff), and each user's own usage page. Figures come straight
+from the ledgers (DailySpend, UsageRecord); charts are SVG drawn here, nothing fetched."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required, permission_required
+from django.db.models import Count, Q, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from billing import meter
+from billing.models import DailySpend, UsageRecord
+from conversations.models import Conversation
+
+DAYS = 30
+CHART_HEIGHT = 120
+
+
+@dataclass
+class Bar:
+    day: date
+    value: int
+    label: str
+    x: int = 0
+    height: int = 0
+
+    @property
+    def y(self) -> int:
+        return CHART_HEIGHT - self.height
+
+
+def bars(values: dict[date, int], end: date, fmt=str) -> list[Bar]:  # type: ignore[no-untyped-def]
+    """One bar per day of the last DAYS days, scaled to the chart's height."""
+    days = [end - timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
+    top = max([values.get(day, 0) for day in days] + [1])
+    return [
+        Bar(
+            day=day,
+            value=values.get(day, 0),
+            label=fmt(values.get(day, 0)),
+            x=index * 20,
+            height=round(values.get(day, 0) / top * CHART_HEIGHT),
+        )
+        for index, day in enumerate(days)
+    ]
+
+
+def percentile(values: list[int], share: float) -> int | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return round(statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1])
+
+
+@login_required
+@permission_required("support.view_dashboard", raise_exception=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    today = meter.today()
+    since = today - timedelta(days=DAYS - 1)
+    service = {
+        row.day: row.spent_micros
+        for row in DailySpend.objects.filter(scope=DailySpend.SERVICE, day__gte=since)
+    }
+    spent_today = service.get(today, 0)
+    cap = meter.service_cap_micros()
+
+    top_rows = list(
+        DailySpend.objects.filter(day=today, scope__startswith="user:", spent_micros__gt=0)
+        .order_by("-spent_micros")
+        .values_list("scope", "spent_micros")[:10]
+    )
+    names = dict(
+        get_user_model()
+        .objects.filter(pk__in=[int(scope.split(":")[1]) for scope, _ in top_rows])
+        .values_list("pk", "username")
+    )
+    top_users = [
+        {"name": names.get(int(scope.split(":")[1]), scope), "spent": meter.format_usd(spent)}
+        for scope, spent in top_rows
+    ]
+
+    records = UsageRecord.objects.filter(day__gte=since)
+    errors_by_day = dict(records.exclude(error_kind="").values_list("day").annotate(n=Count("id")))
+    errors_by_kind = list(
+        records.exclude(error_kind="")
+        .values("error_kind")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error_kind")
+    )
+    ttfts = sorted(
+        records.filter(ttft_ms__isnull=False).values_list("ttft_ms", flat=True)[:100_000]
+    )
+    upstream = records.aggregate(
+        rate_limited=Count("id", filter=Q(error_kind="rate_limit")),
+        retries=Sum("retries"),
+        requests=Count("id"),
+    )
+    context = {
+        "today": today,
+        "spent_today": meter.format_usd(spent_today),
+        "cap": meter.format_usd(cap),
+        "cap_percent": min(100, round(spent_today / cap * 100)) if cap else 0,
+        "spend_bars": bars(service, today, meter.format_usd),
+        "error_bars": bars(errors_by_day, today),
+        "errors_by_kind": errors_by_kind,
+        "top_users": top_users,
+        "ttft": {
+            "p50": percentile(ttfts, 0.50),
+            "p95": percentile(ttfts, 0.95),
+            "p99": percentile(ttfts, 0.99),
+            "count": len(ttfts),
+        },
+        "rate_limited": upstream["rate_limited"],
+        "retries": upstream["retries"] or 0,
+        "requests": upstream["requests"],
+        "chart_height": CHART_HEIGHT,
+        "chart_width": DAYS * 20,
+    }
+    return render(request, "support/dashboard.html", context)
+
+
+@login_required
+def usage(request: HttpRequest) -> HttpResponse:
+    """What I spent: per day, per conversation, and what is left today."""
+    today = meter.today()
+    since = today - timedelta(days=DAYS - 1)
+    spend = meter.spend_today(request.user)
+    mine = {
+        row.day: row.spent_micros
+        for row in DailySpend.objects.filter(scope=f"user:{request.user.pk}", day__gte=since)
+    }
+    per_conversation = list(
+        UsageRecord.objects.filter(user=request.user, day__gte=since)
+        .values("conversation_id")
+        .annotate(spent=Sum("charged_micros"), requests=Count("id"))
+        .order_by("-spent")[:50]
+    )
+    titles = dict(
+        Conversation.objects.filter(
+            owner=request.user, pk__in=[row["conversation_id"] for row in per_conversation]
+        ).values_list("pk", "title")
+    )
+    for row in per_conversation:
+        row["title"] = titles.get(row["conversation_id"])
+        row["spent_text"] = meter.format_usd(row["spent"] or 0)
+    context = {
+        "spend": spend,
+        "left": meter.format_usd(max(0, spend.cap_micros - spend.spent_micros)),
+        "resets_at": meter.resets_at(today),
+        "spend_bars": bars(mine, today, meter.format_usd),
+        "per_conversation": per_conversation,
+        "chart_height": CHART_HEIGHT,
+        "chart_width": DAYS * 20,
+    }
+    return render(request, "support/usage.html", context)
