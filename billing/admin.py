@@ -133,6 +133,6 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "error_kind",
         "upstream_request_id",
     ]
-    list_filter = ["day", "model", "outcome", "error_kind"]
+    list_filter = ["day", "user", "model", "outcome", "error_kind"]
     search_fields = ["user__username", "upstream_request_id"]
     date_hierarchy = "day"
