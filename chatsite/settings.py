@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "accounts",
     "conversations",
     "support",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -256,14 +257,30 @@ STREAM_CHECKPOINT_INTERVAL_MS = envint("STREAM_CHECKPOINT_INTERVAL_MS", 1000)
 WS_MAX_MESSAGE_CHARS = envint("WS_MAX_MESSAGE_CHARS", 64 * 1024)
 MESSAGE_MAX_CHARS = envint("MESSAGE_MAX_CHARS", 32 * 1000)
 
+# /metrics answers staff users, and requests with "Authorization: Bearer METRICS_TOKEN".
+METRICS_TOKEN = envstr("METRICS_TOKEN", "")
+
 # Identifies this process on the channel layer, so it can skip batches it made itself.
 PROCESS_ID = uuid.uuid4().hex
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            # LOG_FORMAT=json: one JSON object per line, for log collectors.
+            "formatter": "json" if envstr("LOG_FORMAT", "plain") == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},

@@ -42,6 +42,7 @@ from llm.base import (
     TextDelta,
     Usage,
 )
+from ops import metrics
 
 from . import frames, hub
 from .models import Message
@@ -148,6 +149,7 @@ class Generation:
         await replay_log().reset(self.reply_id)
         cancelled_by_shutdown = False
         heartbeat = asyncio.create_task(self._heartbeat())
+        metrics.ACTIVE_STREAMS.inc()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(settings.UPSTREAM_MAX_ATTEMPTS)
             | stop_after_delay(settings.UPSTREAM_RETRY_WINDOW_SECONDS),
@@ -178,6 +180,7 @@ class Generation:
             cancelled_by_shutdown = not self.stop_requested
         finally:
             heartbeat.cancel()
+            metrics.ACTIVE_STREAMS.dec()
         await self.flush()
         await self._end(loop, cancelled_by_shutdown)
         if cancelled_by_shutdown:
@@ -195,7 +198,11 @@ class Generation:
         # (the first client of a process takes a while to make).
         client = catalog.client(self.provider)
         if self.provider.name != "local":  # the local model queues by itself
-            await limiter().acquire(self._limiter_key, on_queued=self._announce_queue)
+            metrics.QUEUED.inc()
+            try:
+                await limiter().acquire(self._limiter_key, on_queued=self._announce_queue)
+            finally:
+                metrics.QUEUED.dec()
             current.started_at = loop.time()
         stream = client.stream(self.request)
         self._arm_cue(loop)
@@ -349,7 +356,7 @@ class Generation:
             # A Continue that added nothing (stopped, or failed before any new text): the
             # reply stays as it was, cut off, and can still go on.
             status, stop_reason = Message.Status.CUT_OFF, "max_tokens"
-        final = await database_sync_to_async(_finish)(
+        final, charged = await database_sync_to_async(_finish)(
             reply_id=self.reply_id,
             reservation_id=self.reservation_id,
             attempts=attempts,
@@ -359,6 +366,7 @@ class Generation:
             stop_reason=stop_reason,
             error_detail=admin_detail(error) if error else "",
         )
+        _count(status, attempts, self.tries, charged)
         await hub.publish(self.group, final)
         await replay_log().discard(self.reply_id)
 
@@ -392,7 +400,10 @@ class Generation:
             text = "".join(self._pending)
             self._pending.clear()
             self.seq += 1
-            self._last_flush = asyncio.get_running_loop().time()
+            now = asyncio.get_running_loop().time()
+            if self._last_flush:
+                metrics.BATCH_GAP.observe(now - self._last_flush)
+            self._last_flush = now
             # Logged before it is sent: whoever sees batch N can find batch N-1.
             await replay_log().append(self.reply_id, self.seq, text)
             await hub.publish(self.group, frames.batch(self.reply_id, self.seq, text))
@@ -489,9 +500,10 @@ def _finish(
     content_html: str,
     stop_reason: str,
     error_detail: str,
-) -> str:
+) -> tuple[str, int | None]:
     """End the turn: settle its reservation (exactly once) and record the reply, together.
-    Returns the frame that shows the reply as it ended, and the spend after it."""
+    Returns the frame that shows the reply as it ended (and the spend after it), and what
+    was charged (None if the turn had been settled already)."""
     last = attempts[-1]
     with transaction.atomic():
         charged = None
@@ -511,8 +523,27 @@ def _finish(
             cost_micros=charged,
         )
     # Rendered here, with the database at hand (what the page offers next depends on it).
-    return (
+    frame = (
         frames.message_replaced(message)
         + frames.announce(message)
         + frames.spend(meter.spend_today(message.conversation.owner))
     )
+    return frame, charged
+
+
+def _count(
+    status: str, attempts: list[meter.Attempt], tries: list[_Try], charged: int | None
+) -> None:
+    """The turn in the Prometheus metrics."""
+    metrics.TURNS.labels(status).inc()
+    metrics.RETRIES.inc(max(0, len(tries) - 1))
+    for attempt in attempts:
+        metrics.TOKENS.labels("input").inc(attempt.input_tokens)
+        metrics.TOKENS.labels("output").inc(attempt.output_tokens)
+        if attempt.error_kind:
+            metrics.UPSTREAM_ERRORS.labels(attempt.error_kind).inc()
+    for try_ in tries:
+        if try_.first_token_at is not None:
+            metrics.TTFT.observe(try_.first_token_at - try_.started_at)
+    if charged:
+        metrics.SPEND.inc(charged)
