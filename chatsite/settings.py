@@ -61,10 +61,24 @@ def envlist(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = envbool("DEBUG", True)
-# The default key is only good for a laptop; a later production check refuses it.
-SECRET_KEY = envstr("SECRET_KEY", "insecure-development-key-change-me")
+# The default key is only good for a laptop: with DEBUG off, a startup check refuses it.
+DEFAULT_SECRET_KEY = "insecure-development-key-change-me"
+SECRET_KEY = envstr("SECRET_KEY", DEFAULT_SECRET_KEY)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+# Production (DEBUG off) is HTTPS only: secure cookies, HSTS, redirects to HTTPS (except
+# the health checks, which a container probe makes over plain HTTP). Behind a proxy that
+# ends TLS, set TRUST_X_FORWARDED_PROTO so Django knows the request was HTTPS.
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", not DEBUG)
+if envbool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "daphne",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from billing.checks import check_catalog, check_provider_settings
@@ -100,3 +105,42 @@ def test_the_in_memory_channel_layer_is_refused_with_debug_off(settings):
     assert ids(check_channel_layer()) == ["conversations.E001"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
     assert check_channel_layer() == []
+
+
+def _manage_check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "REDIS_URL": "redis://127.0.0.1:6379/12",
+    "SECRET_KEY": "k" * 20 + "a-long-random-looking-production-secret-0123456789",
+    "ALLOWED_HOSTS": "chat.example.com",
+}
+
+
+def test_production_settings_pass_the_deploy_check():
+    result = _manage_check("--deploy", **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"SECRET_KEY": "too-short"}, "ops.E001"),
+        ({"ALLOWED_HOSTS": "*"}, "ops.E002"),
+        ({"REDIS_URL": ""}, "conversations.E001"),
+    ],
+)
+def test_unsafe_production_settings_are_refused_at_start(change, error):
+    result = _manage_check(**{**PRODUCTION, **change})
+    assert result.returncode != 0 and error in result.stderr

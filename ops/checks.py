@@ -1,0 +1,33 @@
+"""Startup checks: production settings that would be unsafe are refused at start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+
+
+@register("security")
+def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if settings.DEBUG:
+        return []  # a laptop: anything goes
+    problems = []
+    if settings.SECRET_KEY == settings.DEFAULT_SECRET_KEY or len(settings.SECRET_KEY) < 50:
+        problems.append(
+            Error(
+                "SECRET_KEY is the development default (or too short) with DEBUG off.",
+                hint="Set SECRET_KEY to a long random value (50 characters or more).",
+                id="ops.E001",
+            )
+        )
+    if "*" in settings.ALLOWED_HOSTS:
+        problems.append(
+            Error(
+                "ALLOWED_HOSTS contains '*' with DEBUG off: websocket Origin checks follow "
+                "ALLOWED_HOSTS, so any site could open a socket as a signed-in user.",
+                hint="List the host names the app is served under.",
+                id="ops.E002",
+            )
+        )
+    return problems
