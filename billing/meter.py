@@ -75,9 +75,12 @@ def _in_words(delta: timedelta) -> str:
 
 
 # --- caps --------------------------------------------------------------------------------
-def user_cap_micros(user: AbstractBaseUser) -> int:
+def user_cap_micros(user: AbstractBaseUser | None) -> int:
+    """A user's daily cap: their override, else the service's default (None: the default)."""
     override = (
         UserBudget.objects.filter(user=user).values_list("daily_cap_micros", flat=True).first()
+        if user is not None
+        else None
     )
     if override is not None:
         return override

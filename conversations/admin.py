@@ -21,6 +21,17 @@ TEXT_FIELDS = {"content", "content_html", "title", "system_prompt", "notice"}
 HIDDEN = "(hidden: record a reason to read)"
 
 
+class TextGuard:
+    """No filtering on text in the query string (Django admin allows a lookup on any
+    field): it would reveal the text, a character at a time, without a recorded reason."""
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        touches_text = TEXT_FIELDS & set(lookup.split("__"))
+        if touches_text and not (request is not None and support.reads_freely(request.user)):
+            return False
+        return super().lookup_allowed(lookup, value, request)  # type: ignore[misc]
+
+
 class ReadOnly:
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -58,8 +69,8 @@ class ReasonForm(forms.Form):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["shown_title", "owner", "model", "archived", "updated_at"]
+class ConversationAdmin(TextGuard, ReadOnly, admin.ModelAdmin):
+    list_display = ["id", "owner", "model", "archived", "updated_at"]
     list_filter = ["model", "archived"]
     inlines = [MessageInline]
     change_form_template = "admin/conversations/conversation/change_form.html"
@@ -81,16 +92,16 @@ class ConversationAdmin(ReadOnly, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return self.get_fields(request, obj)
 
-    @admin.display(description="title")
-    def shown_title(self, conversation: Conversation) -> str:
-        request = getattr(self, "_request", None)
-        if request is not None and support.may_read(request, conversation.pk):
-            return conversation.display_title
-        return HIDDEN
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """Titles for whoever may read them (per request: the admin object is shared)."""
 
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        self._request = request
-        return super().changelist_view(request, extra_context)
+        @admin.display(description="title")
+        def title(conversation: Conversation) -> str:
+            if support.may_read(request, conversation.pk):
+                return conversation.display_title
+            return HIDDEN
+
+        return [title, "owner", "model", "archived", "updated_at"]
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -140,10 +151,24 @@ class ConversationAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnly, admin.ModelAdmin):
+class MessageAdmin(TextGuard, ReadOnly, admin.ModelAdmin):
     list_display = ["id", "conversation_id", "role", "status", "error_kind", "created_at"]
     list_filter = ["role", "status", "error_kind"]
     search_fields = ["upstream_request_id", "conversation__owner__username"]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        message = self.get_object(request, object_id)
+        if message is not None and support.reads_freely(request.user):
+            conversation = message.conversation
+            support.record_reason(
+                request,
+                conversation_id=conversation.pk,
+                owner=conversation.owner,
+                reason="(administrator)",
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         names = [f.name for f in Message._meta.fields]

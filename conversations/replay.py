@@ -34,6 +34,8 @@ class ReplayLog(Protocol):
 def _covering(entries: list[tuple[int, str]], after: int) -> list[tuple[int, str]] | None:
     if not entries:
         return [] if after == 0 else None
+    if after > entries[-1][0]:
+        return None  # the page is ahead of this log: a newer generation (a Continue) began
     wanted = [(seq, text) for seq, text in entries if seq > after]
     first = wanted[0][0] if wanted else entries[-1][0] + 1
     if first > after + 1:

@@ -44,7 +44,7 @@ def conversation_page(
     user: AbstractBaseUser, *, archived: bool = False, page: int = 1
 ) -> tuple[list[Conversation], int | None]:
     """A page of the user's conversations, newest first, and the next page's number."""
-    page = max(1, page)
+    page = min(max(1, page), 100_000)
     start = (page - 1) * PAGE_CONVERSATIONS
     rows = list(
         conversations_for_user(user, archived=archived).only(

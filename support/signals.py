@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -14,4 +15,6 @@ from .services import close_sockets
 @receiver(post_save, sender=get_user_model())
 def close_sockets_of_inactive_users(sender: Any, instance: Any, **kwargs: Any) -> None:
     if not instance.is_active and not kwargs.get("created"):
-        close_sockets(instance.pk)
+        # Once committed: a socket reconnecting at once must find the account closed.
+        user_id = instance.pk
+        transaction.on_commit(lambda: close_sockets(user_id))

@@ -223,3 +223,11 @@ def _page(user, conversation: str) -> str:  # type: ignore[no-untyped-def]
     response = client.get(Conversation.objects.get(pk=conversation).get_absolute_url())
     assert response.status_code == 200
     return response.content.decode()
+
+
+def test_a_page_ahead_of_the_log_gets_the_checkpoint():
+    # A tab that missed a Continue knows batch 300 of the previous generation; the new
+    # generation's log starts again at 1: the tab must be reset, not told it is up to date.
+    assert replay._covering([(1, "a"), (2, "b")], 300) is None
+    assert replay._covering([(1, "a"), (2, "b")], 2) == []
+    assert replay._covering([(1, "a"), (2, "b")], 1) == [(2, "b")]

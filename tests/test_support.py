@@ -279,3 +279,49 @@ def test_createadmin_and_usage_today(monkeypatch, capsys, roles):
     call_command("usage_today")
     out = capsys.readouterr().out
     assert "Spent: $0.00 of $100.00" in out and "Requests: 0" in out
+
+
+def test_support_cannot_filter_on_text_in_the_address(helper, root, alice):
+    conversation, _ = alices_conversation(alice)
+    for url in [
+        "/admin/conversations/message/?content__icontains=weekend",
+        "/admin/conversations/message/?content__startswith=my",
+        f"/admin/conversations/message/?conversation={conversation.pk}&notice__contains=x",
+        "/admin/conversations/conversation/?title__icontains=secret",
+        "/admin/conversations/conversation/?system_prompt__icontains=a",
+        "/admin/conversations/conversation/?messages__content__icontains=weekend",
+    ]:
+        assert web(helper).get(url).status_code == 400, url
+    assert (
+        web(root).get("/admin/conversations/message/?content__icontains=weekend").status_code == 200
+    )
+    assert AuditLog.objects.filter(actor=helper).count() == 0
+
+
+def test_support_cannot_suspend_anyone(helper, root, alice):
+    for target in (root, alice):
+        web(helper).post(
+            "/admin/auth/user/", {"action": "suspend", "_selected_action": [target.pk]}
+        )
+        target.refresh_from_db()
+        assert target.is_active
+
+
+def test_the_people_list_does_not_query_per_person(root, django_assert_max_num_queries):
+    for n in range(40):
+        get_user_model().objects.create_user(f"person{n}", password="x-person-pass-1")
+    client = web(root)
+    with django_assert_max_num_queries(15):
+        page = client.get("/admin/auth/user/")
+    assert page.status_code == 200 and "person39" in page.content.decode()
+
+
+def test_usage_csv_cells_never_run_as_formulas(root):
+    from billing.admin import _cell
+
+    assert _cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and _cell("@x") == "'@x"
+    assert _cell("alice") == "alice" and _cell(12) == 12
+
+
+def test_a_page_number_out_of_range_is_the_last_page_not_an_error(alice):
+    assert web(alice).get("/conversations/?page=99999999999999999999999").status_code == 200
