@@ -104,6 +104,21 @@ def communicator(
     return WebsocketCommunicator(application, path, headers=headers)
 
 
+def send_frame(text: str, client_id: str, conversation: str = "", model: str = "") -> str:
+    """What the page's composer sends over the websocket."""
+    import json
+
+    return json.dumps(
+        {
+            "type": "send",
+            "message": text,
+            "client_id": client_id,
+            "conversation": conversation,
+            "model": model,
+        }
+    )
+
+
 def require(thing: str, reason: str) -> None:
     """Skip on a laptop without `thing`; fail in CI, where it must be there."""
     if os.environ.get("REQUIRE_SERVICES") or os.environ.get("CI"):

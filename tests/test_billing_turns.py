@@ -19,21 +19,15 @@ from conversations.models import Conversation, Message
 from llm.base import ChatMessage, ChatRequest
 from llm.simulator.replies import count_tokens
 
-from .conftest import communicator, receive_until
+from .conftest import communicator, receive_until, send_frame
 
 DONE = 'message--assistant" data-status='
-
-
-def send(text: str, client_id: str, conversation: str = "") -> str:
-    return json.dumps(
-        {"type": "send", "message": text, "client_id": client_id, "conversation": conversation}
-    )
 
 
 async def turn(cookie: str, text: str, until: str, client_id: str = "b1") -> list[str]:
     comm = communicator(cookie)
     await comm.connect()
-    await comm.send_to(text_data=send(text, client_id))
+    await comm.send_to(text_data=send_frame(text, client_id))
     frames = await receive_until(comm, until)
     await comm.disconnect()
     return frames
@@ -66,7 +60,7 @@ async def test_a_turn_is_reserved_then_charged_what_it_used(alice, alice_cookie)
 async def test_a_stopped_reply_is_billed_for_what_was_received(alice, alice_cookie):
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send("Long [sim:tokens=300] [sim:latency=15]", "s1"))
+    await comm.send_to(text_data=send_frame("Long [sim:tokens=300] [sim:latency=15]", "s1"))
     frames = await receive_until(comm, 'data-seq="3"')
     reply_id = frames[1].split('name="reply" value="')[1].split('"')[0]
     await comm.send_to(text_data=json.dumps({"type": "stop", "reply": reply_id}))
@@ -111,7 +105,7 @@ async def test_the_days_usage_records_add_up_to_the_days_spend(alice, alice_cook
                 Conversation.objects.filter(owner=alice).values_list("pk", flat=True).first() or ""
             )
         )()
-        await comm.send_to(text_data=send(text, f"d{i}", conversation))
+        await comm.send_to(text_data=send_frame(text, f"d{i}", conversation))
         await receive_until(comm, 'message--assistant" data-status="', timeout=20)
         await receive_until(comm, 'id="spend-meter"', timeout=10)
         await comm.disconnect()

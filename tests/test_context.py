@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from channels.db import database_sync_to_async
 
@@ -13,7 +11,7 @@ from conversations.models import Conversation, Message
 from conversations.services import TurnRefused, fit_history
 from llm.base import ChatMessage
 
-from .conftest import communicator, receive_until
+from .conftest import communicator, receive_until, send_frame
 
 DONE = 'message--assistant" data-status='
 
@@ -89,23 +87,13 @@ def messages_of(user) -> list[Message]:
     return list(Message.objects.filter(conversation__owner=user).order_by("id"))
 
 
-def send(text: str, client_id: str, conversation: str = "", model: str = "") -> str:
-    return json.dumps(
-        {
-            "type": "send",
-            "message": text,
-            "client_id": client_id,
-            "conversation": conversation,
-            "model": model,
-        }
-    )
-
-
 async def test_requests_are_clamped_to_the_models_max_output(alice, alice_cookie):
     await tiny_model(context_window=1000, max_output=10)
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send("Long please [sim:tokens=50]", "t1", model="tiny-claude"))
+    await comm.send_to(
+        text_data=send_frame("Long please [sim:tokens=50]", "t1", model="tiny-claude")
+    )
     frames = await receive_until(comm, DONE + '"cut_off"')
     await comm.disconnect()
     reply = (await messages_of(alice))[1]
@@ -119,10 +107,10 @@ async def test_older_messages_are_left_out_and_the_page_says_so(alice, alice_coo
     comm = communicator(alice_cookie)
     await comm.connect()
     filler = "word " * 30
-    await comm.send_to(text_data=send(filler + "[sim:tokens=15]", "h1", model="tiny-claude"))
+    await comm.send_to(text_data=send_frame(filler + "[sim:tokens=15]", "h1", model="tiny-claude"))
     await receive_until(comm, DONE + '"complete"')
     conversation = await database_sync_to_async(Conversation.objects.get)(owner=alice)
-    await comm.send_to(text_data=send("And now? [sim:tokens=5]", "h2", str(conversation.pk)))
+    await comm.send_to(text_data=send_frame("And now? [sim:tokens=5]", "h2", str(conversation.pk)))
     frames = await receive_until(comm, DONE + '"complete"')
     await comm.disconnect()
     reply = (await messages_of(alice))[3]
@@ -139,7 +127,7 @@ async def test_a_message_too_long_for_the_window_is_refused_before_anything(
     await comm.connect()
     requests_before = simulator.app.stats.requests
     long_text = "word " * 200
-    await comm.send_to(text_data=send(long_text, "l1", model="tiny-claude"))
+    await comm.send_to(text_data=send_frame(long_text, "l1", model="tiny-claude"))
     frames = await receive_until(comm, "too long for the model")
     await comm.disconnect()
     assert long_text.strip() in frames[-1]  # the text is given back, not lost
@@ -153,7 +141,7 @@ async def test_a_disabled_model_cannot_be_chosen(alice, alice_cookie):
     await database_sync_to_async(model.save)()
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send("Hi", "d1", model="tiny-claude"))
+    await comm.send_to(text_data=send_frame("Hi", "d1", model="tiny-claude"))
     frames = await receive_until(comm, "This model is unavailable")
     await comm.disconnect()
     assert "Hi</textarea>" in frames[-1]

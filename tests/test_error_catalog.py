@@ -22,7 +22,7 @@ from billing.models import CatalogModel, DailySpend, UsageRecord, UserBudget
 from conversations.models import Message
 from llm.base import ErrorKind
 
-from .conftest import TEST_KEY, communicator, receive_until
+from .conftest import TEST_KEY, communicator, receive_until, send_frame
 
 DONE = 'message--assistant" data-status='
 RAW = re.compile(r"\b(4\d\d|5\d\d)\b|[{}]|_error\b|request_id")
@@ -98,7 +98,7 @@ async def test_each_failure_is_explained_retried_and_billed_as_the_catalog_says(
     caplog.set_level(logging.INFO)
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=_send(case.prompt, "c1"))
+    await comm.send_to(text_data=send_frame(case.prompt, "c1"))
     frames = await receive_until(comm, f'{DONE}"{case.status}"', timeout=30)
     await comm.disconnect()
     reply, records = await _reply_and_records(alice)
@@ -161,7 +161,7 @@ async def test_a_cut_off_reply_continues_as_the_same_reply_billed_per_request(al
     comm = communicator(alice_cookie)
     await comm.connect()
     prompt = "Tell me more [sim:tokens=60]"
-    await comm.send_to(text_data=_send(prompt, "k1"))
+    await comm.send_to(text_data=send_frame(prompt, "k1"))
     await receive_until(comm, f'{DONE}"cut_off"')
     reply, records = await _reply_and_records(alice)
     first_text, first_cost = reply.content, reply.cost_micros
@@ -191,7 +191,7 @@ async def test_a_failed_reply_is_retried_as_a_new_turn(alice, alice_cookie):
     comm = communicator(alice_cookie)
     await comm.connect()
     prompt = "Hi [sim:error=500x3]"  # fails the turn's three attempts, then works
-    await comm.send_to(text_data=_send(prompt, "t1"))
+    await comm.send_to(text_data=send_frame(prompt, "t1"))
     frames = await receive_until(comm, f'{DONE}"failed"', timeout=30)
     failed = await database_sync_to_async(Message.objects.get)(role="assistant")
     assert 'value="retry"' in frames[-1]
@@ -224,12 +224,12 @@ async def test_a_user_cannot_start_more_than_user_rpm_requests_a_minute(
     await comm.connect()
     conversation = ""
     for n in range(2):
-        await comm.send_to(text_data=_send(f"Hi {n} [sim:tokens=2]", f"u{n}", conversation))
+        await comm.send_to(text_data=send_frame(f"Hi {n} [sim:tokens=2]", f"u{n}", conversation))
         await receive_until(comm, f'{DONE}"complete"')
         conversation = await database_sync_to_async(
             lambda: str(Message.objects.first().conversation_id)
         )()
-    await comm.send_to(text_data=_send("One more", "u3", conversation))
+    await comm.send_to(text_data=send_frame("One more", "u3", conversation))
     frames = await receive_until(comm, "chat-error")
     await comm.disconnect()
     assert "faster than 2 messages a minute" in frames[-1]
@@ -241,7 +241,7 @@ async def test_a_slow_first_token_shows_still_thinking(alice, alice_cookie, sett
     settings.THINKING_CUE_SECONDS = 0.3
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=_send("Hi [sim:slow-first=1] [sim:tokens=3]", "s1"))
+    await comm.send_to(text_data=send_frame("Hi [sim:slow-first=1] [sim:tokens=3]", "s1"))
     frames = await receive_until(comm, f'{DONE}"complete"')
     await comm.disconnect()
     cue = next(i for i, f in enumerate(frames) if "Still thinking" in f)
@@ -253,7 +253,7 @@ async def test_a_silence_between_tokens_times_out_and_keeps_the_text(alice, alic
     settings.LLM_TOKEN_TIMEOUT = 0.3
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=_send("Hi [sim:tokens=20] [sim:latency=600]", "w1"))
+    await comm.send_to(text_data=send_frame("Hi [sim:tokens=20] [sim:latency=600]", "w1"))
     frames = await receive_until(comm, f'{DONE}"failed"')
     await comm.disconnect()
     reply, records = await _reply_and_records(alice)
@@ -264,10 +264,6 @@ async def test_a_silence_between_tokens_times_out_and_keeps_the_text(alice, alic
 
 
 # --- helpers ------------------------------------------------------------------------------
-def _send(text: str, client_id: str, conversation: str = "") -> str:
-    return json.dumps(
-        {"type": "send", "message": text, "client_id": client_id, "conversation": conversation}
-    )
 
 
 def _visible_note(frame: str) -> str:
@@ -340,7 +336,7 @@ async def test_a_continue_stopped_before_new_text_can_still_continue(alice, alic
     )
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=_send("Slow start [sim:tokens=40] [sim:slow-first=1]", "p1"))
+    await comm.send_to(text_data=send_frame("Slow start [sim:tokens=40] [sim:slow-first=1]", "p1"))
     await receive_until(comm, f'{DONE}"cut_off"')
     reply, _ = await _reply_and_records(alice)
     await comm.send_to(text_data=json.dumps({"type": "continue", "reply": reply.pk}))

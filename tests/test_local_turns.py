@@ -10,19 +10,9 @@ from channels.db import database_sync_to_async
 from billing.models import CatalogModel
 from conversations.models import Message
 
-from .conftest import communicator, receive_until
+from .conftest import communicator, receive_until, send_frame
 
-
-def send(text: str, client_id: str) -> str:
-    return json.dumps(
-        {
-            "type": "send",
-            "message": text,
-            "client_id": client_id,
-            "conversation": "",
-            "model": "smollm2-135m",
-        }
-    )
+LOCAL = "smollm2-135m"
 
 
 @pytest.fixture(autouse=True)
@@ -43,9 +33,11 @@ async def test_a_second_turn_waits_its_turn_and_the_page_says_so(
     first, second = communicator(alice_cookie), communicator(bob_cookie)
     await first.connect()
     await second.connect()
-    await first.send_to(text_data=send("Tell me a long story about a cat.", "q1"))
+    await first.send_to(
+        text_data=send_frame("Tell me a long story about a cat.", "q1", model=LOCAL)
+    )
     await receive_until(first, 'data-seq="1"', timeout=30)
-    await second.send_to(text_data=send("Say hello.", "q2"))
+    await second.send_to(text_data=send_frame("Say hello.", "q2", model=LOCAL))
     frames = await receive_until(second, "Queued: 1 request ahead of yours", timeout=30)
     assert 'id="m-' in frames[-1] and "-status" in frames[-1]
     await receive_until(first, 'message--assistant" data-status=', timeout=120)
@@ -61,7 +53,9 @@ async def test_a_second_turn_waits_its_turn_and_the_page_says_so(
 async def test_stop_ends_a_local_generation_within_a_second(alice_cookie, alice):
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send("Write a very long essay about the ocean.", "s1"))
+    await comm.send_to(
+        text_data=send_frame("Write a very long essay about the ocean.", "s1", model=LOCAL)
+    )
     frames = await receive_until(comm, 'data-seq="2"', timeout=30)
     reply_id = frames[1].split('name="reply" value="')[1].split('"')[0]
     await comm.send_to(text_data=json.dumps({"type": "stop", "reply": reply_id}))

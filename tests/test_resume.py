@@ -15,16 +15,10 @@ from conversations import replay, services
 from conversations.models import Conversation, Message
 from llm.simulator.replies import reply_text
 
-from .conftest import communicator, receive_until
+from .conftest import communicator, receive_until, send_frame
 from .streams import StreamCopy
 
 DONE = 'message--assistant" data-status='
-
-
-def send(text: str, client_id: str, conversation: str = "") -> str:
-    return json.dumps(
-        {"type": "send", "message": text, "client_id": client_id, "conversation": conversation}
-    )
 
 
 @database_sync_to_async
@@ -49,7 +43,7 @@ async def start_and_drop(cookie: str, prompt: str, *, batches: int) -> tuple[Str
     """Send `prompt`, read `batches` batches, then lose the connection."""
     comm = communicator(cookie)
     await comm.connect()
-    await comm.send_to(text_data=send(prompt, "r1"))
+    await comm.send_to(text_data=send_frame(prompt, "r1"))
     frames = await receive_until(comm, "beforeend:#messages")
     reply_id = int(frames[-1].split('name="reply" value="')[1].split('"')[0])
     conversation = frames[0].split('data-conversation="')[1].split('"')[0]
@@ -129,7 +123,7 @@ async def test_closing_the_tab_does_not_end_the_reply(alice, alice_cookie):
     prompt = "Answer while I am away [sim:tokens=60] [sim:latency=5]"
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send(prompt, "gone"))
+    await comm.send_to(text_data=send_frame(prompt, "gone"))
     await receive_until(comm, "beforeend:#messages")
     await comm.disconnect()
     for _ in range(100):
@@ -148,7 +142,7 @@ async def test_stop_takes_effect_within_a_second_and_bills_what_was_received(ali
     prompt = "Go on and on [sim:tokens=2000] [sim:latency=5]"
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send(prompt, "s1"))
+    await comm.send_to(text_data=send_frame(prompt, "s1"))
     frames = await receive_until(comm, 'data-seq="10"')
     reply_id = int(frames[1].split('name="reply" value="')[1].split('"')[0])
     loop = asyncio.get_running_loop()
@@ -172,12 +166,12 @@ async def test_a_triple_submit_makes_one_message_one_call_one_charge(
     before = simulator.app.stats.requests
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send("Only once [sim:tokens=20] [sim:latency=5]", "same"))
+    await comm.send_to(text_data=send_frame("Only once [sim:tokens=20] [sim:latency=5]", "same"))
     frames = await receive_until(comm, "beforeend:#messages")
     conversation = frames[0].split('data-conversation="')[1].split('"')[0]
     for _ in range(2):  # Enter pressed again, and a resend after a dropped connection
         await comm.send_to(
-            text_data=send("Only once [sim:tokens=20] [sim:latency=5]", "same", conversation)
+            text_data=send_frame("Only once [sim:tokens=20] [sim:latency=5]", "same", conversation)
         )
     await receive_until(comm, f'{DONE}"complete"')
     await comm.disconnect()

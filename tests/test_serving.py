@@ -12,6 +12,7 @@ import websockets
 from llm.simulator.replies import reply_text
 
 from .browser import SIMULATED_CLAUDE, served
+from .conftest import send_frame
 from .streams import StreamCopy
 from .test_process_death import sign_up
 
@@ -22,12 +23,6 @@ def connect(url: str, session: str, **options: Any):  # type: ignore[no-untyped-
         origin=url,
         additional_headers={"Cookie": f"sessionid={session}"},
         **options,
-    )
-
-
-def send(text: str, client_id: str, conversation: str = "") -> str:
-    return json.dumps(
-        {"type": "send", "message": text, "client_id": client_id, "conversation": conversation}
     )
 
 
@@ -70,7 +65,7 @@ def test_a_socket_on_one_process_streams_a_generation_running_in_another(
         async def scenario() -> None:
             prompt = "Across two processes [sim:tokens=120]"
             async with connect(b.url, session) as sender, connect(a.url, session) as watcher:
-                await sender.send(send(prompt, "x1"))
+                await sender.send(send_frame(prompt, "x1"))
                 conversation, reply = await started(sender)
                 # The watcher on A arrives late: it resumes from the start, from the replay
                 # log B keeps in Redis, then follows live through the channel layer.
@@ -85,7 +80,9 @@ def test_a_socket_on_one_process_streams_a_generation_running_in_another(
                 assert theirs.text == mine.text == reply_text(prompt, tokens=120)
 
                 # Stop pressed on A stops the generation running on B.
-                await sender.send(send("Now a very long one [sim:tokens=3000]", "x2", conversation))
+                await sender.send(
+                    send_frame("Now a very long one [sim:tokens=3000]", "x2", conversation)
+                )
                 _, long_reply = await started(sender)
                 copy = StreamCopy(long_reply)
                 while len(copy.applied) < 3:
@@ -105,7 +102,7 @@ def test_a_client_that_reads_nothing_for_ten_seconds_still_gets_the_whole_reply(
         async def scenario() -> StreamCopy:
             # A tiny receive queue: the client soon stops taking frames off the wire.
             async with connect(app.url, session, max_queue=2) as socket:
-                await socket.send(send(prompt, "slow"))
+                await socket.send(send_frame(prompt, "slow"))
                 _, reply = await started(socket)
                 await asyncio.sleep(10)
                 copy = StreamCopy(reply)
