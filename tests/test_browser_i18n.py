@@ -74,6 +74,9 @@ def test_every_control_has_a_name_and_focus_is_visible(tmp_path):
         )
         page.reload()  # the conversation's own page, with its menu
         expect(page.locator(".copy-code").first).to_be_visible()
+        # The context gauge: how much of the model's window the conversation fills.
+        expect(page.get_by_role("meter", name="Context")).to_be_visible()
+        expect(page.locator("#context-gauge")).to_contain_text("% of 128,000 tokens")
         page.locator(".conversation-menu summary").click()  # the menu's controls too
         assert page.evaluate(UNNAMED_CONTROLS) == []
 

@@ -264,3 +264,25 @@ def test_the_context_gauge_warns_near_the_limit(alice):
     Message.objects.create(conversation=conversation, role="user", content="word " * 110_000)
     page = web.get(conversation.get_absolute_url()).content.decode()
     assert "Near the model's limit" in page
+
+
+def test_a_thousand_messages_cost_the_page_no_more_than_ten(alice):
+    """Server work and HTML stay bounded as a conversation grows: the same queries and
+    about the same page for 10 and 1,000 messages (bench/page.py reports the times)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    web = client_for(alice)
+    sizes = {}
+    for pairs in (5, 500):
+        conversation = conversation_with(
+            alice, *[(f"Question {n}", f"Answer {n} " + "word " * 40) for n in range(pairs)]
+        )
+        web.get(conversation.get_absolute_url())  # warm the session and caches
+        with CaptureQueriesContext(connection) as queries:
+            page = web.get(conversation.get_absolute_url())
+        sizes[pairs] = (len(queries), len(page.content))
+    (few_queries, few_bytes), (many_queries, many_bytes) = sizes[5], sizes[500]
+    assert many_queries == few_queries
+    assert many_bytes < 10 * few_bytes  # 50 messages shown of 1,000, against 10 of 10
+    assert many_bytes < 300_000
