@@ -134,6 +134,7 @@ class Generation:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _deadline: float = 0.0
     _cue: asyncio.TimerHandle | None = None
+    _saving: asyncio.Future[None] | None = None
     _background: set[asyncio.Future[None]] = field(default_factory=set)
 
     @property
@@ -182,6 +183,8 @@ class Generation:
             heartbeat.cancel()
             metrics.ACTIVE_STREAMS.dec()
         await self.flush()
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
         await self._end(loop, cancelled_by_shutdown)
         if cancelled_by_shutdown:
             raise asyncio.CancelledError
@@ -251,9 +254,9 @@ class Generation:
                 elif self._flush_timer is None:
                     delay = self._last_flush + interval - now
                     self._flush_timer = loop.call_later(delay, self._deferred_flush)
-                if now - last_checkpoint >= checkpoint_every:
+                if now - last_checkpoint >= checkpoint_every and self._saved():
                     last_checkpoint = now
-                    await self.checkpoint()
+                    await self.checkpoint(wait=False)
             elif isinstance(event, Usage):
                 current.usage = Usage(
                     input_tokens=event.input_tokens or current.usage.input_tokens,
@@ -382,13 +385,22 @@ class Generation:
         if self._pending:
             self._deferred = asyncio.ensure_future(self.flush())
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, *, wait: bool = True) -> None:
         """Save the text so far with the sequence number of its last batch, so a page
-        loaded from it continues from the batch after."""
+        loaded from it continues from the batch after. Without `wait`, the save goes on
+        beside the stream: tokens keep flowing while the database writes."""
         await self.flush()  # the saved text and the batches sent agree
-        await database_sync_to_async(reply_checkpoint)(
+        save = database_sync_to_async(reply_checkpoint)(
             reply_id=self.reply_id, content=self.text, seq=self.seq
         )
+        if wait:
+            await save
+        else:
+            self._saving = asyncio.ensure_future(save)
+
+    def _saved(self) -> bool:
+        """No checkpoint is being written (one at a time per reply)."""
+        return self._saving is None or self._saving.done()
 
     async def flush(self) -> None:
         async with self._lock:

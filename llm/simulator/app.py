@@ -476,10 +476,11 @@ class Simulator:
                     return
                 if latency:
                     await self._sleep_unless(gone, latency)
+                text = f"⟦{time.time():.6f}⟧{token}" if directives.stamp else token
                 delta = {
                     "type": "content_block_delta",
                     "index": 0,
-                    "delta": {"type": "text_delta", "text": token},
+                    "delta": {"type": "text_delta", "text": text},
                 }
                 if self.config.ping_every and sent and sent % self.config.ping_every == 0:
                     await emit(_sse("ping", {"type": "ping"}), _sse("content_block_delta", delta))

@@ -16,6 +16,8 @@ simulator sent. Directives written in the last user message drive faults and len
   [sim:slow-first=SECONDS]        wait this long before the first token
   [sim:latency=MS]                per-token latency for this reply
   [sim:html]                      the reply carries an XSS corpus
+  [sim:stamp]                     each streamed token starts with ⟦EMISSION_TIME⟧ (Unix
+                                  seconds), so a benchmark can measure what the app adds
 
 When the last message is the assistant's (a prefill, as Continue sends), the reply goes on
 from where that text ends.
@@ -53,6 +55,7 @@ class Directives:
     slow_first: float = 0.0
     latency_ms: int | None = None
     html: bool = False
+    stamp: bool = False
 
 
 def parse_directives(text: str) -> Directives:
@@ -79,6 +82,8 @@ def parse_directives(text: str) -> Directives:
                 found.latency_ms = max(0, int(value))
             elif name == "html":
                 found.html = True
+            elif name == "stamp":
+                found.stamp = True
         except ValueError:
             continue  # A directive with an unreadable value is ignored, like any text.
     return found
