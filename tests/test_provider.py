@@ -265,3 +265,15 @@ async def test_unknown_events_and_deltas_are_ignored():
 async def test_an_unreadable_event_is_a_malformed_error():
     events = [e async for e in _parse_events(_events([_SSE("message_start", "{not json")]), "r")]
     assert isinstance(events[0], StreamError) and events[0].kind is ErrorKind.MALFORMED
+
+
+async def test_stamp_marks_each_token_with_when_it_left(simulator):
+    import re
+    import time
+
+    before = time.time()
+    events = await collect(provider_for(simulator.url), request("Hi [sim:tokens=5] [sim:stamp]"))
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    stamps = [float(re.match(r"⟦(\d+\.\d+)⟧", text).group(1)) for text in deltas]
+    assert len(stamps) == 5 and before <= stamps[0] <= stamps[-1] <= time.time()
+    assert "".join(re.sub(r"⟦[\d.]+⟧", "", t) for t in deltas) == reply_text("Hi", tokens=5)
