@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,16 +24,11 @@ from pathlib import Path
 
 import httpx
 import websockets
+from _common import free_port, sign_up
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PROMPT = "Write a long story about a dragon who learns to cook."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -72,24 +66,6 @@ def start_app(tmp: Path, max_tokens: int) -> tuple[subprocess.Popen[bytes], str,
         except httpx.TransportError:
             time.sleep(0.1)
     return proc, url, env
-
-
-def sign_up(url: str) -> str:
-    with httpx.Client(base_url=url) as client:
-        client.get("/accounts/signup/")
-        token = client.cookies["csrftoken"]
-        password = "bench-passphrase-42"
-        client.post(
-            "/accounts/signup/",
-            data={
-                "csrfmiddlewaretoken": token,
-                "username": "bench",
-                "password1": password,
-                "password2": password,
-            },
-            headers={"Referer": url + "/accounts/signup/"},
-        )
-        return client.cookies["sessionid"]
 
 
 async def one_app_run(url: str, session: str) -> tuple[float, float, int]:

@@ -29,19 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import websockets
+from _common import free_port, sign_up
 
 ROOT = Path(__file__).resolve().parent.parent
 STAMP = re.compile(r"⟦(\d+\.\d+)⟧")
 DONE = 'message--assistant" data-status="complete"'
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -55,23 +49,6 @@ def wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> 
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"nothing listened on {port}")
-
-
-def sign_up(url: str) -> str:
-    with httpx.Client(base_url=url) as client:
-        client.get("/accounts/signup/")
-        password = "bench-passphrase-1234"
-        client.post(
-            "/accounts/signup/",
-            data={
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-                "username": "bench",
-                "password1": password,
-                "password2": password,
-            },
-            headers={"Referer": url + "/accounts/signup/"},
-        )
-        return client.cookies["sessionid"]
 
 
 def cpu_seconds(pid: int) -> float:

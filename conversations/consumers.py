@@ -35,8 +35,6 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from support.services import user_group
-
 from . import frames, generation, hub, services
 from .models import Conversation, Message
 from .replay import replay_log
@@ -60,14 +58,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.language = _language(self.scope)
         # Suspending the account closes this socket, from any process.
-        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
+        await self.channel_layer.group_add(hub.user_group(user.pk), self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
-            await self.channel_layer.group_discard(user_group(user.pk), self.channel_name)
+            await self.channel_layer.group_discard(hub.user_group(user.pk), self.channel_name)
 
     async def account_closed(self, event: dict[str, Any]) -> None:
         """The account was suspended: this socket ends now."""

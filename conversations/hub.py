@@ -28,6 +28,21 @@ def group_name(conversation_id: object) -> str:
     return f"conv-{conversation_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every socket of a person listens here, in every process, for its account closing."""
+    return f"user-{user_id}"
+
+
+def close_sockets(user_id: int) -> None:
+    """Close every open socket of this person (their account was suspended). From sync
+    code: the admin, a signal."""
+    from asgiref.sync import async_to_sync
+
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "account.closed"})
+
+
 def subscribe(group: str, subscriber: Subscriber) -> None:
     _local[group].add(subscriber)
 

@@ -12,7 +12,10 @@ from django.http import HttpRequest
 from billing import meter
 from billing.models import DailySpend, UserBudget
 
-from . import services
+from . import (
+    conversation_admin,  # noqa: F401  (registers Conversation and Message)
+    services,
+)
 from .models import AuditLog
 
 User = get_user_model()
@@ -75,12 +78,12 @@ class PersonAdmin(UserAdmin):
         people = queryset.exclude(pk=request.user.pk)
         if not request.user.is_superuser:
             people = people.exclude(is_superuser=True)
-        count = services.suspend(people)
+        count = services.set_active(people, active=False)
         self.message_user(request, f"{count} suspended.", messages.SUCCESS)
 
     @admin.action(description="Reactivate the selected people", permissions=["change"])
     def reactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = services.reactivate(queryset)
+        count = services.set_active(queryset, active=True)
         self.message_user(request, f"{count} reactivated.", messages.SUCCESS)
 
 

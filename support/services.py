@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 
@@ -15,34 +13,14 @@ from .models import AuditLog
 GRANT_SECONDS = 15 * 60  # how long a recorded reason opens a conversation's text
 
 
-def user_group(user_id: int) -> str:
-    """Every socket of a user listens here, in every process, for its account closing."""
-    return f"user-{user_id}"
-
-
-def close_sockets(user_id: int) -> None:
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "account.closed"})
-
-
-def suspend(users: Iterable[AbstractBaseUser]) -> int:
-    """Suspended people cannot sign in or start a turn, and their open sockets close.
-    (Saving the user closes the sockets: see signals.py.)"""
+def set_active(users: Iterable[AbstractBaseUser], *, active: bool) -> int:
+    """Suspend (active=False) or reactivate people; how many changed. Suspended people
+    cannot sign in or start a turn, and saving them closes their open sockets (see
+    signals.py)."""
     count = 0
     for user in users:
-        if user.is_active:
-            user.is_active = False
-            user.save(update_fields=["is_active"])
-            count += 1
-    return count
-
-
-def reactivate(users: Iterable[AbstractBaseUser]) -> int:
-    count = 0
-    for user in users:
-        if not user.is_active:
-            user.is_active = True
+        if user.is_active != active:
+            user.is_active = active
             user.save(update_fields=["is_active"])
             count += 1
     return count

@@ -42,16 +42,22 @@ def streamed_past(page, chars: int) -> None:  # type: ignore[no-untyped-def]
     )
 
 
+def signed_in_and_asking(browser, url: str):  # type: ignore[no-untyped-def]
+    """A page that records what it streams, signed up, that has sent PROMPT."""
+    context = browser.new_context(base_url=url)
+    context.add_init_script(WATCH_STREAM)
+    page = context.new_page()
+    sign_up(page, "alice")
+    page.get_by_role("textbox", name="Message").fill(PROMPT)
+    page.get_by_role("button", name="Send").click()
+    return context, page
+
+
 def test_a_reload_half_way_loses_nothing_and_repeats_nothing(tmp_path):
     expected = reply_text(PROMPT, tokens=360)
     with served_app(tmp_path, **ENV) as url, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        context = browser.new_context(base_url=url)
-        context.add_init_script(WATCH_STREAM)
-        page = context.new_page()
-        sign_up(page, "alice")
-        page.get_by_role("textbox", name="Message").fill(PROMPT)
-        page.get_by_role("button", name="Send").click()
+        _context, page = signed_in_and_asking(browser, url)
         streamed_past(page, len(expected) // 2)
         page.reload()
         reply = page.locator("article.message--assistant")
@@ -66,12 +72,7 @@ def test_a_second_tab_shows_the_same_reply_streaming(tmp_path):
     expected = reply_text(PROMPT, tokens=360)
     with served_app(tmp_path, **ENV) as url, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        context = browser.new_context(base_url=url)
-        context.add_init_script(WATCH_STREAM)
-        first = context.new_page()
-        sign_up(first, "alice")
-        first.get_by_role("textbox", name="Message").fill(PROMPT)
-        first.get_by_role("button", name="Send").click()
+        context, first = signed_in_and_asking(browser, url)
         expect(first).to_have_url(re.compile(r"/c/[0-9a-f-]+/$"))
         streamed_past(first, len(expected) // 4)
         second = context.new_page()

@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from support import services as support
+from conversations.models import Conversation, Message
 
-from .models import Conversation, Message
+from . import services as support
 
 TEXT_FIELDS = {"content", "content_html", "title", "system_prompt", "notice"}
 HIDDEN = "(hidden: record a reason to read)"
