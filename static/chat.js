@@ -154,9 +154,11 @@
 
   function copyText(text, button) {
     function done() {
-      var label = button.textContent;
+      // Keep the first label: a second click within the pause must not make "Copied" stick.
+      var label = button.dataset.label || (button.dataset.label = button.textContent);
       button.textContent = words("copied", "Copied");
-      setTimeout(function () { button.textContent = label; }, 1500);
+      clearTimeout(button._copiedTimer);
+      button._copiedTimer = setTimeout(function () { button.textContent = label; }, 1500);
     }
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done);
