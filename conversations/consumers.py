@@ -29,9 +29,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
 from django.http import Http404
 from django.utils import translation
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -57,18 +58,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()  # Refused before accept: the handshake fails.
             return
         self.language = _language(self.scope)
-        # Suspending the account closes this socket, from any process.
-        await self.channel_layer.group_add(hub.user_group(user.pk), self.channel_name)
+        # Suspending the account, or signing out of this session, closes this socket, from
+        # any process.
+        for group in self._account_groups():
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
+        for group in self._account_groups():
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    def _account_groups(self) -> list[str]:
         user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            await self.channel_layer.group_discard(hub.user_group(user.pk), self.channel_name)
+        if user is None or not user.is_authenticated:
+            return []
+        groups = [hub.user_group(user.pk)]
+        session = self.scope.get("session")
+        if session is not None and session.session_key:
+            groups.append(hub.session_group(session.session_key))
+        return groups
 
     async def account_closed(self, event: dict[str, Any]) -> None:
-        """The account was suspended: this socket ends now."""
+        """The account was suspended, or this sign-in ended: this socket ends now."""
         await self.close(code=ACCOUNT_CLOSED)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -250,9 +262,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- helpers --------------------------------------------------------------------------
     @database_sync_to_async
     def _still_active(self) -> bool:
-        """A suspended (or deleted) account's socket is refused its next message."""
-        users = get_user_model().objects
-        return users.filter(pk=self.scope["user"].pk, is_active=True).exists()
+        """A socket whose account was suspended or deleted, whose session signed out, or whose
+        password changed since it connected, is refused its next message: the same checks
+        Django's auth makes on every page request."""
+        user = get_user_model().objects.filter(pk=self.scope["user"].pk, is_active=True).first()
+        session = self.scope.get("session")
+        if user is None or session is None or not session.session_key:
+            return False
+        if not session.exists(session.session_key):
+            return False  # signed out (the session row is gone)
+        return constant_time_compare(
+            session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
+        )
 
     async def _conversation(self, conversation_id: object) -> Conversation | None:
         try:

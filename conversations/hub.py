@@ -7,6 +7,7 @@ processes (Redis) does a frame also go through it, and a process skips frames it
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from typing import Protocol
@@ -33,14 +34,29 @@ def user_group(user_id: int) -> str:
     return f"user-{user_id}"
 
 
+def session_group(session_key: str) -> str:
+    """Every socket opened with one sign-in listens here, for that sign-in ending. The key is
+    hashed: group names are visible in Redis, a session key is a credential."""
+    return "session-" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
 def close_sockets(user_id: int) -> None:
     """Close every open socket of this person (their account was suspended). From sync
     code: the admin, a signal."""
+    _close(user_group(user_id))
+
+
+def close_session_sockets(session_key: str) -> None:
+    """Close the sockets opened with this sign-in (it signed out); other devices stay."""
+    _close(session_group(session_key))
+
+
+def _close(group: str) -> None:
     from asgiref.sync import async_to_sync
 
     layer = get_channel_layer()
     if layer is not None:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "account.closed"})
+        async_to_sync(layer.group_send)(group, {"type": "account.closed"})
 
 
 def subscribe(group: str, subscriber: Subscriber) -> None:
