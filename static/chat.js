@@ -86,6 +86,13 @@
   }
 
   // After every (re)connect, watch the conversation on screen again, from where it was.
+  // 4003: this sign-in ended (signed out elsewhere, password changed, account suspended).
+  // The socket will not come back; reloading shows the sign-in page.
+  document.addEventListener("htmx:wsClose", function (event) {
+    var close = event.detail && event.detail.event;
+    if (close && close.code === 4003) window.location.reload();
+  });
+
   document.addEventListener("htmx:wsOpen", function (event) {
     var state = chatState();
     resumeAsked = {};
