@@ -17,6 +17,8 @@ from django.test import Client
 from chatsite.asgi import application
 from llm.simulator import RunningSimulator, SimulatorConfig, start_in_thread
 
+from .secret_scan import SecretScan
+
 TEST_KEY = "sk-test-4b1d-never-shown"
 PG_ADMIN_URL = os.environ.get("PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/14")
@@ -28,6 +30,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("django_db") is None:
             item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+SCAN = SecretScan({"the provider key": TEST_KEY})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretScan]:
+    """The provider's key appears in nothing the suite produced: no log line, response,
+    websocket frame or server log (tests/secret_scan.py). Checked when the session ends."""
+    SCAN.install()
+    yield SCAN
+    SCAN.check_files(tmp_path_factory.getbasetemp().rglob("*.log"))
+    assert not SCAN.hits, "the provider's key was seen:\n" + "\n".join(map(str, SCAN.hits[:20]))
 
 
 @pytest.fixture(scope="session")
