@@ -7,6 +7,7 @@ urlpatterns = [
     path("conversations/", views.conversation_list, name="conversation-list"),
     path("c/<uuid:conversation_id>/", views.conversation, name="conversation"),
     path("c/<uuid:conversation_id>/older/", views.older_messages, name="older-messages"),
+    path("c/<uuid:conversation_id>/menu/", views.conversation_menu, name="conversation-menu"),
     path("c/<uuid:conversation_id>/rename/", views.rename, name="conversation-rename"),
     path("c/<uuid:conversation_id>/archive/", views.archive, name="conversation-archive"),
     path("c/<uuid:conversation_id>/delete/", views.delete, name="conversation-delete"),

@@ -96,6 +96,17 @@ def older_messages(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
 
 
 @login_required
+def conversation_menu(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """The Conversation menu alone, for a chat that was opened over the websocket."""
+    conversation = get_conversation_for_user(request.user, conversation_id)
+    return render(
+        request,
+        f"{PAGE}#conversation-menu",
+        {"conversation": conversation, "settings_form": SettingsForm(instance=conversation)},
+    )
+
+
+@login_required
 def conversation_list(request: HttpRequest) -> HttpResponse:
     """All the user's conversations, page by page; the archived ones; or a search."""
     query = request.GET.get("q", "").strip()

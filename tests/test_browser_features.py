@@ -87,6 +87,12 @@ def test_manage_conversations_and_their_settings(tmp_path):
         expect(page).to_have_url(CONVERSATION_URL)
         walruses = page.url
         assert walruses != penguins
+        # The menu of a chat that its first message opened works at once, no reload.
+        open_menu(page)
+        page.get_by_label("System prompt").fill("Be brief.")
+        page.get_by_role("button", name="Save settings").click()
+        expect(flash(page, "Settings saved.")).to_be_visible()
+        expect(page).to_have_url(walruses)
         send(page, "Where do walruses live?")
         reply(page, 2)
         expect(sidebar).to_have_text(["Tell me about walruses", "Tell me about penguins"])

@@ -36,6 +36,7 @@ class Call:
 OBJECT_SCOPED: dict[str, Call] = {
     "conversation": Call("GET"),
     "older-messages": Call("GET"),
+    "conversation-menu": Call("GET"),
     "conversation-rename": Call("POST", {"title": "pwned"}, alice_status=302),
     "conversation-archive": Call("POST", {"archived": "1"}, alice_status=302),
     "conversation-delete": Call("POST", alice_status=302),
