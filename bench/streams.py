@@ -1,186 +1,358 @@
 """Many streams at once: what the app adds to each batch on its way to the page.
 
-    uv run python bench/streams.py [--clients 100,250,500] [--tokens 40] [--latency-ms 200]
+    uv run python bench/streams.py [--clients 100,250,500,1000] [--workers 1,2]
+        [--servers daphne,uvicorn] [--tokens 60] [--ramp 4] [--client-procs 2]
 
-Starts the claude-4-6 simulator (200 ms a token, no rate limit) and `manage.py serve`
-(one daphne process, SQLite, in-memory channel layer) on loopback, signs one person up,
-then for each N opens N websockets, as the page does, and sends a message on each at once.
-The simulator stamps every token with the moment it sent it (`[sim:stamp]`), so each
-client measures, for every batch it receives, the time since its newest token left the
-simulator: the server-added latency (HTTP from the simulator, parsing, batching, the
-database-free hot path, the socket). Prints p50/p95/p99 of that per batch and for the
-first batch, batches per second, and the app process's CPU time and memory per stream.
-The clients run in this process and share the machine with the app: on two cores they take
-a good part of one, which is counted in the figures, not subtracted.
+For each server (daphne, uvicorn) and number of worker processes (1, 2), starts a
+production-like stack on loopback (_stack.py: DEBUG off, PostgreSQL with a throwaway
+database, Redis, the claude-4-6 simulator at 200 ms a token in its own process), signs a few
+people up, and for each N opens N websockets as the page does, then sends a message on each
+(spread evenly over `--ramp` seconds) asking for `--tokens` tokens with `[sim:stamp]`.
+With two workers there are two server processes on two ports, and the clients alternate
+between them (the load balancer's job).
+
+The clients run in `--client-procs` processes of their own. Each measures, for every batch
+it receives, the time since the newest token in it left the simulator (the simulator stamps
+each token with its emission time): the server-added latency (HTTP from the simulator,
+parsing, batching, the replay log, the socket). It also measures time to first token minus
+the model's own latency (the turn start, the upstream request, the first batch), and checks
+its stream: sequence numbers 1, 2, 3... with no gap and no repeat, and the text received
+equal to what the simulator sent.
+
+Everything (app, simulator, Redis, PostgreSQL, clients) shares the machine's cores, which
+is counted in the figures, not subtracted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
-import os
+import math
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-
-import websockets
-from _common import free_port, sign_up
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+BATCH = re.compile(r'beforeend:#m-\d+-text"><span data-seq="(\d+)">(.*?)</span></div>', re.S)
 STAMP = re.compile(r"⟦(\d+\.\d+)⟧")
-DONE = 'message--assistant" data-status="complete"'
-KEY = "bench-key"
+ENDED = re.compile(r'class="message message--assistant" data-status="([a-z_]+)"')
 
 
-def wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"a process exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing listened on {port}")
+# --- the clients (run in their own processes) -------------------------------------------
+async def one_stream(
+    url: str, session: str, n: int, tokens: int, send_at: float, limit: float
+) -> dict[str, Any]:
+    import websockets
+
+    from llm.simulator.replies import reply_text
+
+    message = f"Stream {n} [sim:tokens={tokens}] [sim:stamp]"
+    result: dict[str, Any] = {"added": [], "at": [], "ttft": None, "error": ""}
+    seqs: list[int] = []
+    texts: list[str] = []
+    try:
+        async with websockets.connect(
+            url.replace("http", "ws", 1) + "/ws/chat/",
+            origin=url,
+            additional_headers={"Cookie": f"sessionid={session}"},
+            max_size=None,
+            open_timeout=60,
+        ) as ws:
+            result["connected"] = True
+            await asyncio.sleep(max(0.0, send_at - time.time()))
+            sent = time.time()
+            payload = {"type": "send", "conversation": "", "client_id": f"b{n}", "message": message}
+            await ws.send(json.dumps(payload))
+            status = ""
+            async with asyncio.timeout(limit):
+                while not status:
+                    frame = await ws.recv()
+                    now = time.time()
+                    for seq, text in BATCH.findall(frame):
+                        stamps = STAMP.findall(text)
+                        if stamps:
+                            result["added"].append(now - max(float(s) for s in stamps))
+                            result["at"].append(now)
+                            if result["ttft"] is None:
+                                result["ttft"] = now - sent
+                        seqs.append(int(seq))
+                        texts.append(html.unescape(text))
+                    for found in ENDED.findall(frame):
+                        if found not in {"pending", "streaming"}:
+                            status = found
+        expected = reply_text(message, tokens=tokens)
+        received = STAMP.sub("", "".join(texts))
+        if status != "complete":
+            result["error"] = f"ended {status}"
+        elif seqs != list(range(1, len(seqs) + 1)):
+            repeats = len(seqs) - len(set(seqs))
+            result["error"] = f"sequence {'repeats' if repeats else 'gap'}: {seqs[:3]}..."
+        elif received != expected:
+            result["error"] = f"text differs: {len(received)} of {len(expected)} characters"
+    except Exception as exc:  # one broken stream is a figure, not the end of the run
+        result["error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return result
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def client_worker(config: dict[str, Any]) -> dict[str, Any]:
+    """Open this process's share of the sockets, say "ready", wait for "go", then send."""
+    loop = asyncio.get_running_loop()
+    go: asyncio.Future[float] = loop.create_future()
 
+    def wait_for_go() -> None:
+        line = sys.stdin.readline().split()
+        loop.call_soon_threadsafe(go.set_result, float(line[1]))
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    threading.Thread(target=wait_for_go, daemon=True).start()
+    start: asyncio.Future[float] = loop.create_future()
 
+    async def stream(index: int) -> dict[str, Any]:
+        url = config["urls"][index % len(config["urls"])]
+        session = config["sessions"][index % len(config["sessions"])]
+        at = await asyncio.shield(start)
+        send_at = at + config["ramp"] * index / config["total"]
+        return await one_stream(url, session, index, config["tokens"], send_at, config["timeout"])
 
-async def one_stream(url: str, session: str, n: int, tokens: int, go: asyncio.Event) -> dict:
-    added: list[float] = []
-    first: float | None = None
-    async with websockets.connect(
-        url.replace("http", "ws", 1) + "/ws/chat/",
-        origin=url,
-        additional_headers={"Cookie": f"sessionid={session}"},
-        max_size=None,
-    ) as ws:
-        await go.wait()
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "send",
-                    "conversation": "",
-                    "client_id": f"b{n}",
-                    "message": f"Stream {n} [sim:tokens={tokens}] [sim:stamp]",
-                }
-            )
-        )
-        while True:
-            frame = await ws.recv()
-            now = time.time()
-            stamps = STAMP.findall(frame) if "beforeend:#m-" in frame else []
-            if stamps:
-                latency = now - max(float(s) for s in stamps)
-                added.append(latency)
-                if first is None:
-                    first = latency
-            if DONE in frame:
-                break
-    return {"added": added, "first": first}
-
-
-async def run(url: str, session: str, clients: int, tokens: int, pid: int) -> dict:
-    go = asyncio.Event()
-    tasks = [asyncio.create_task(one_stream(url, session, n, tokens, go)) for n in range(clients)]
-    await asyncio.sleep(1.0 + clients / 200)  # every socket open first
-    cpu_before, started = cpu_seconds(pid), time.monotonic()
-    go.set()
+    tasks = [asyncio.create_task(stream(i)) for i in config["indexes"]]
+    print("ready", flush=True)
+    start.set_result(await go)
+    cpu = time.process_time()
     results = await asyncio.gather(*tasks)
-    took = time.monotonic() - started
-    cpu = cpu_seconds(pid) - cpu_before
+    return {"results": results, "cpu": time.process_time() - cpu}
+
+
+def run_client_worker() -> None:
+    config = json.loads(sys.stdin.readline())
+    print(json.dumps(asyncio.run(client_worker(config))), flush=True)
+
+
+# --- the orchestrator ---------------------------------------------------------------------
+def quantiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        value = values[0] if values else math.nan
+        return value, value, value
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return q[49], q[94], q[98]
+
+
+def measure(
+    urls: list[str],
+    sessions: list[str],
+    clients: int,
+    *,
+    tokens: int,
+    latency_ms: float,
+    ramp: float,
+    procs: int,
+    pids: list[int],
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    from _stack import cpu_seconds, load_average, rss_mb
+
+    timeout = ramp + tokens * latency_ms / 1000 * 3 + 60
+    workers = []
+    for p in range(procs):
+        worker = subprocess.Popen(
+            [sys.executable, __file__, "--client-worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        config = {
+            "urls": urls,
+            "sessions": sessions,
+            "indexes": list(range(p, clients, procs)),
+            "total": clients,
+            "tokens": tokens,
+            "ramp": ramp,
+            "timeout": timeout,
+        }
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write(json.dumps(config) + "\n")
+        worker.stdin.flush()
+        workers.append(worker)
+    for worker in workers:
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "ready":
+            raise RuntimeError("a client process failed to start")
+    time.sleep(1.0 + clients / 250)  # let every socket open and settle
+    load = load_average()
+    rss_before = sum(rss_mb(pid) for pid in pids)
+    peak = [rss_before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            peak.append(sum(rss_mb(pid) for pid in pids))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu_before = [cpu_seconds(pid) for pid in pids]
+    started = time.time() + 0.2
+    spies = []
+    if profile is not None:  # py-spy on each server process, from the first send on
+        for pid in pids:
+            spies.append(
+                subprocess.Popen(
+                    [
+                        "py-spy", "record", "-p", str(pid), "-r", "200", "--nonblocking",
+                        "-d", str(round(ramp + tokens * latency_ms / 1000)), "--threads",
+                        "--format", "raw", "-o", f"{profile}-{pid}.txt",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write(f"go {started}\n")
+        worker.stdin.flush()
+    results: list[dict[str, Any]] = []
+    client_cpu = 0.0
+    for worker in workers:
+        assert worker.stdout is not None
+        report = json.loads(worker.stdout.readline())
+        results += report["results"]
+        client_cpu += report["cpu"]
+        worker.wait(timeout=30)
+    cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+    took = time.time() - started
+    for spy in spies:
+        spy.wait(timeout=60)
+    done.set()
+    sampler.join()
     added = sorted(x for r in results for x in r["added"])
-    firsts = sorted(r["first"] for r in results if r["first"] is not None)
-    q = statistics.quantiles(added, n=100, method="inclusive")
+    ttfts = sorted(r["ttft"] - latency_ms / 1000 for r in results if r["ttft"] is not None)
+    at = sorted(x for r in results for x in r["at"])
+    end = at[-1] if at else started
+    errors: dict[str, int] = {}
+    for r in results:
+        if r["error"]:
+            kind = r["error"].split(":")[0]
+            errors[kind] = errors.get(kind, 0) + 1
+    # The busiest second: every stream open at once.
+    buckets: dict[int, int] = {}
+    for x in at:
+        buckets[int(x - started)] = buckets.get(int(x - started), 0) + 1
+    p50, p95, p99 = quantiles(added)
+    t50, _t95, t99 = quantiles(ttfts)
     return {
         "clients": clients,
         "batches": len(added),
-        "p50": q[49] * 1000,
-        "p95": q[94] * 1000,
-        "p99": q[98] * 1000,
-        "first_p50": statistics.median(firsts) * 1000,
-        "rate": len(added) / took,
-        "cpu_ms_per_stream": cpu / clients * 1000,
-        "cpu_share": cpu / took,
-        "rss_mb": rss_mb(pid),
+        "p50": p50 * 1000,
+        "p95": p95 * 1000,
+        "p99": p99 * 1000,
+        "max": (added[-1] if added else math.nan) * 1000,
+        "ttft_p50": t50 * 1000,
+        "ttft_p99": t99 * 1000,
+        "rate": len(added) / max(1e-9, end - started),
+        "peak_rate": max(buckets.values()) if buckets else 0,
+        "cpu_ms_per_stream": sum(cpu) / clients * 1000,
+        "cpu_share": [c / took for c in cpu],
+        "client_cpu_share": client_cpu / took,
+        "rss_mb": max(peak),
+        "rss_kb_per_stream": (max(peak) - rss_before) * 1024 / clients,
+        "ok": sum(1 for r in results if not r["error"]),
+        "errors": errors,
+        "load": load,
     }
 
 
 def main() -> None:
+    if "--client-worker" in sys.argv:
+        run_client_worker()
+        return
+    from _common import sign_up
+    from _stack import Stack
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", default="100,250,500")
-    parser.add_argument("--tokens", type=int, default=40)
+    parser.add_argument("--clients", default="100,250,500,1000")
+    parser.add_argument("--workers", default="1,2", help="server processes, e.g. 1,2")
+    parser.add_argument("--servers", default="daphne,uvicorn")
+    parser.add_argument("--tokens", type=int, default=60, help="tokens a reply")
     parser.add_argument("--latency-ms", type=float, default=200)
+    parser.add_argument("--ramp", type=float, default=4.0, help="seconds to spread the sends")
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--users", type=int, default=8, help="people the streams belong to")
+    parser.add_argument("--uvicorn-ws", default="auto", help="uvicorn's --ws")
+    parser.add_argument("--redis-db", type=int, default=13)
+    parser.add_argument("--hold", type=float, default=0, help="seconds to wait before each N")
+    parser.add_argument("--profile", action="store_true", help="py-spy the servers (raw)")
+    parser.add_argument("--layer-pool", type=int, default=1000, help="bench_settings.py")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
-    sim_port, app_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "REDIS_URL"}}
-    simulator = subprocess.Popen(
-        [
-            sys.executable, "manage.py", "simulator", "--port", str(sim_port),
-            "--latency-ms", str(args.latency_ms), "--rpm", "100000000", "--api-key", KEY,
-            "--daily-limit-usd", "100000",
-        ],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    env.update(
-        DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}",
-        LLM_PROVIDER="anthropic",
-        LLM_MODEL="claude-4-6",
-        ANTHROPIC_BASE_URL=f"http://127.0.0.1:{sim_port}",
-        ANTHROPIC_API_KEY=KEY,
-        UPSTREAM_RPM="100000000",
-        USER_RPM="1000000",
-        USER_MAX_ACTIVE_REPLIES="1000000",
-        USER_DAILY_CAP_USD="100",
-        LOG_LEVEL="WARNING",
+
+    stack = Stack(
+        Path(tempfile.mkdtemp(prefix="bench-streams-")),
+        latency_ms=args.latency_ms,
+        redis_db=args.redis_db,
+        layer_pool=args.layer_pool,
     )
-    app = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(app_port)],
-        cwd=ROOT, env=env, stdout=(workdir / "serve.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    print(
+        f"{args.tokens} tokens a reply at {args.latency_ms:g} ms each, sends spread over "
+        f"{args.ramp:g} s, {args.client_procs} client processes, {args.users} people; "
+        f"logs in {stack.workdir}",
+        flush=True,
+    )
+    print(
+        "| server | workers | streams | ok | batches | added p50 (ms) | p95 | p99 | max "
+        "| TTFT added p50 | p99 | batches/s (peak) | app CPU ms/stream | app CPU "
+        "| clients CPU | app RSS MB (KB/stream) | load |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     try:
-        wait_for(sim_port, simulator)
-        wait_for(app_port, app)
-        url = f"http://127.0.0.1:{app_port}"
-        session = sign_up(url)
-        print(f"daphne, 1 process; {args.tokens} tokens a reply at {args.latency_ms:g} ms each")
-        print(
-            "| streams | batches | added p50 (ms) | p95 | p99 | first batch p50 (ms) "
-            "| batches/s | app CPU ms/stream | app CPU share | app RSS (MB) |"
-        )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for clients in [int(c) for c in args.clients.split(",")]:
-            r = asyncio.run(run(url, session, clients, args.tokens, app.pid))
-            print(
-                f"| {r['clients']} | {r['batches']} | {r['p50']:.1f} | {r['p95']:.1f} "
-                f"| {r['p99']:.1f} | {r['first_p50']:.1f} | {r['rate']:.0f} "
-                f"| {r['cpu_ms_per_stream']:.0f} | {r['cpu_share']:.0%} | {r['rss_mb']:.0f} |"
-            )
+        stack.start()
+        for server in args.servers.split(","):
+            for workers in [int(w) for w in args.workers.split(",")]:
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    # A fresh database and fresh processes for every figure.
+                    env = stack.fresh_env()
+                    ports = stack.start_servers(
+                        env, server=server, workers=workers, uvicorn_ws=args.uvicorn_ws
+                    )
+                    urls = [f"http://127.0.0.1:{port}" for port in ports]
+                    sessions = [sign_up(urls[0], f"bench{n}") for n in range(args.users)]
+                    time.sleep(args.hold)
+                    r = measure(
+                        urls,
+                        sessions,
+                        clients,
+                        tokens=args.tokens,
+                        latency_ms=args.latency_ms,
+                        ramp=args.ramp,
+                        procs=args.client_procs,
+                        pids=stack.server_pids,
+                        profile=(
+                            stack.workdir / f"profile-{server}-{workers}-{clients}"
+                            if args.profile
+                            else None
+                        ),
+                    )
+                    shares = "+".join(f"{s:.0%}" for s in r["cpu_share"])
+                    errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items())
+                    print(
+                        f"| {server} | {workers} | {r['clients']} | {r['ok']} | {r['batches']} "
+                        f"| {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['max']:.0f} "
+                        f"| {r['ttft_p50']:.1f} | {r['ttft_p99']:.1f} "
+                        f"| {r['rate']:.0f} ({r['peak_rate']}) | {r['cpu_ms_per_stream']:.0f} "
+                        f"| {shares} | {r['client_cpu_share']:.0%} "
+                        f"| {r['rss_mb']:.0f} ({r['rss_kb_per_stream']:.0f}) "
+                        f"| {r['load']:.1f} |" + (f" errors: {errors}" if errors else ""),
+                        flush=True,
+                    )
+                    stack.stop_servers()
     finally:
-        for proc in (app, simulator):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stack.close()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
@@ -378,7 +379,7 @@ class Generation:
         interval = max(1.0, settings.RECOVERY_STALE_SECONDS / 4)
         while True:
             await asyncio.sleep(interval)
-            await database_sync_to_async(reply_heartbeat)(reply_id=self.reply_id)
+            await _writer().heartbeat(self.reply_id)
 
     def _deferred_flush(self) -> None:
         self._flush_timer = None
@@ -390,13 +391,11 @@ class Generation:
         loaded from it continues from the batch after. Without `wait`, the save goes on
         beside the stream: tokens keep flowing while the database writes."""
         await self.flush()  # the saved text and the batches sent agree
-        save = database_sync_to_async(reply_checkpoint)(
-            reply_id=self.reply_id, content=self.text, seq=self.seq
-        )
+        save = _writer().checkpoint(self.reply_id, self.text, self.seq)
         if wait:
             await save
         else:
-            self._saving = asyncio.ensure_future(save)
+            self._saving = save
 
     def _saved(self) -> bool:
         """No checkpoint is being written (one at a time per reply)."""
@@ -424,6 +423,73 @@ class Generation:
         if self.task is not None and not self.task.done():
             self.stop_requested = True
             self.task.cancel()
+
+
+class _Writer:
+    """The checkpoints and heartbeats of every reply being written in this process, saved
+    together: each database call goes through one thread (and, with health checks, costs a
+    query of its own before the first), so at hundreds of streams one call a second per
+    reply keeps that thread busy and the event loop waiting on the GIL. Whatever comes in
+    while a save is running goes in the next one, in one transaction."""
+
+    def __init__(self) -> None:
+        self._checkpoints: dict[int, tuple[str, int]] = {}
+        self._heartbeats: set[int] = set()
+        self._waiting: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def checkpoint(self, reply_id: int, content: str, seq: int) -> asyncio.Future[None]:
+        """Save the text so far of a reply, up to batch `seq`; done when it is saved."""
+        self._checkpoints[reply_id] = (content, seq)
+        return self._queued()
+
+    def heartbeat(self, reply_id: int) -> asyncio.Future[None]:
+        self._heartbeats.add(reply_id)
+        return self._queued()
+
+    def _queued(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            checkpoints, self._checkpoints = self._checkpoints, {}
+            heartbeats, self._heartbeats = self._heartbeats, set()
+            waiting, self._waiting = self._waiting, []
+            try:
+                await database_sync_to_async(_save)(checkpoints, heartbeats)
+            except Exception as exc:
+                for future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for future in waiting:
+                    if not future.done():
+                        future.set_result(None)
+
+
+def _save(checkpoints: dict[int, tuple[str, int]], heartbeats: set[int]) -> None:
+    with transaction.atomic():
+        for reply_id in sorted(checkpoints):
+            content, seq = checkpoints[reply_id]
+            reply_checkpoint(reply_id=reply_id, content=content, seq=seq)
+        for reply_id in sorted(heartbeats - checkpoints.keys()):
+            reply_heartbeat(reply_id=reply_id)
+
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer() -> _Writer:
+    loop = asyncio.get_running_loop()
+    if loop not in _writers:
+        _writers[loop] = _Writer()
+    return _writers[loop]
 
 
 async def launch(turn: Turn) -> Generation | None:

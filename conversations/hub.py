@@ -1,12 +1,15 @@
 """Fan-out of a conversation's live frames to every socket watching it.
 
 The per-token path is the hot path (DESIGN.md): sockets in this process get each frame
-directly, with no channel-layer round trip; only when the channel layer is shared between
-processes (Redis) does a frame also go through it, and a process skips frames it made itself.
+directly, with no channel-layer round trip. When the channel layer is shared between
+processes (Redis), each process marks in Redis the conversations it has sockets watching,
+and a frame goes through the channel layer only when another process watches it too (a
+process skips frames it made itself).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections import defaultdict
@@ -14,6 +17,8 @@ from typing import Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+
+from . import redis_pipe
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +64,40 @@ def _close(group: str) -> None:
         async_to_sync(layer.group_send)(group, {"type": "account.closed"})
 
 
+def _watchers_key(group: str) -> str:
+    return f"hub:watchers:{group}"
+
+
+WATCHERS_EXPIRY_SECONDS = 24 * 3600  # the mark of a process that died without leaving
+
+
+def _mark(command: str, group: str) -> None:
+    """Say in Redis whether this process has sockets watching `group` (SADD or SREM of its
+    id), so a generation in another process knows whether to relay its frames. Queued in
+    order, not awaited: a read submitted later (the replay log's) runs after it."""
+    if not settings.CHANNEL_LAYER_SHARED or not settings.REDIS_URL:
+        return
+    key = _watchers_key(group)
+    commands: list[tuple[object, ...]] = [(command, key, settings.PROCESS_ID)]
+    if command == "SADD":
+        commands.append(("EXPIRE", key, WATCHERS_EXPIRY_SECONDS))
+    try:
+        future = redis_pipe.pipeliner(settings.REDIS_URL).submit(*commands)
+    except RuntimeError:  # no running event loop (sync code): nothing to relay to
+        return
+    future.add_done_callback(_log_failure)
+
+
+def _log_failure(future: asyncio.Future[list[object]]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not mark the sockets watching a conversation: %s", future.exception())
+
+
 def subscribe(group: str, subscriber: Subscriber) -> None:
+    first = group not in _local
     _local[group].add(subscriber)
+    if first:
+        _mark("SADD", group)
 
 
 def unsubscribe(group: str, subscriber: Subscriber) -> None:
@@ -69,6 +106,7 @@ def unsubscribe(group: str, subscriber: Subscriber) -> None:
         members.discard(subscriber)
         if not members:
             del _local[group]
+            _mark("SREM", group)
 
 
 def local_count(group: str) -> int:
@@ -76,15 +114,29 @@ def local_count(group: str) -> int:
 
 
 async def publish(group: str, frame: str) -> None:
+    """Send `frame` to every socket watching `group`: this process's directly; when
+    another process has sockets watching it too, through the channel layer."""
     for subscriber in tuple(_local.get(group, ())):
         try:
             await subscriber.deliver(frame)
         except Exception:  # A socket that went away must not stop the others.
             log.debug("dropping a subscriber of %s that failed to receive", group, exc_info=True)
             unsubscribe(group, subscriber)
-    if settings.CHANNEL_LAYER_SHARED:
+    if settings.CHANNEL_LAYER_SHARED and await _watched_elsewhere(group):
         layer = get_channel_layer()
         if layer is not None:
             await layer.group_send(
                 group, {"type": "relay.frame", "frame": frame, "origin": settings.PROCESS_ID}
             )
+
+
+async def _watched_elsewhere(group: str) -> bool:
+    """Whether a process other than this one has sockets watching `group`. Most often
+    none has (the socket that asked is in the process that generates): the frame then
+    costs one command in a shared pipeline instead of a channel-layer group_send, which
+    is several round trips and a receive in this process, for every batch."""
+    if not settings.REDIS_URL:
+        return True  # a shared layer whose watchers this process cannot know: relay
+    [members] = await redis_pipe.run(settings.REDIS_URL, ("SMEMBERS", _watchers_key(group)))
+    mine = settings.PROCESS_ID.encode()
+    return any(member != mine for member in members)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from django.conf import settings
 
-from chatsite.redis import client as redis_client
+from . import redis_pipe
 
 KEEP = 512  # batches: at 20 a second, 25 seconds of a reply
 EXPIRY_SECONDS = 3600  # a log whose generation vanished without ending it
@@ -61,7 +61,9 @@ class MemoryLog:
 
 
 class RedisLog:
-    """One Redis list per reply: `seq:text` entries, trimmed to the last KEEP."""
+    """One Redis list per reply: `seq:text` entries, trimmed to the last KEEP. Commands go
+    through the per-loop pipeline (redis_pipe.py): the appends of every reply being written
+    share round trips, and a read comes after every write submitted before it."""
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -71,18 +73,19 @@ class RedisLog:
         return f"replay:{reply_id}"
 
     async def reset(self, reply_id: int) -> None:
-        await redis_client(self._url).delete(self._key(reply_id))
+        await redis_pipe.run(self._url, ("DEL", self._key(reply_id)))
 
     async def append(self, reply_id: int, seq: int, text: str) -> None:
         key = self._key(reply_id)
-        async with redis_client(self._url).pipeline(transaction=False) as pipe:
-            pipe.rpush(key, f"{seq}:{text}")
-            pipe.ltrim(key, -KEEP, -1)
-            pipe.expire(key, EXPIRY_SECONDS)
-            await pipe.execute()
+        await redis_pipe.run(
+            self._url,
+            ("RPUSH", key, f"{seq}:{text}"),
+            ("LTRIM", key, -KEEP, -1),
+            ("EXPIRE", key, EXPIRY_SECONDS),
+        )
 
     async def since(self, reply_id: int, after: int) -> list[tuple[int, str]] | None:
-        raw = await redis_client(self._url).lrange(self._key(reply_id), 0, -1)
+        [raw] = await redis_pipe.run(self._url, ("LRANGE", self._key(reply_id), 0, -1))
         entries = []
         for item in raw:
             seq, _, text = item.decode().partition(":")
@@ -90,7 +93,7 @@ class RedisLog:
         return _covering(entries, after)
 
     async def discard(self, reply_id: int) -> None:
-        await redis_client(self._url).delete(self._key(reply_id))
+        await redis_pipe.run(self._url, ("DEL", self._key(reply_id)))
 
 
 _log: MemoryLog | RedisLog | None = None

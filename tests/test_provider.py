@@ -277,3 +277,13 @@ async def test_stamp_marks_each_token_with_when_it_left(simulator):
     stamps = [float(re.match(r"⟦(\d+\.\d+)⟧", text).group(1)) for text in deltas]
     assert len(stamps) == 5 and before <= stamps[0] <= stamps[-1] <= time.time()
     assert "".join(re.sub(r"⟦[\d.]+⟧", "", t) for t in deltas) == reply_text("Hi", tokens=5)
+
+
+async def test_stats_say_when_the_latest_request_arrived(simulator):
+    import time
+
+    before = time.time()
+    await collect(provider_for(simulator.url), request("Hi [sim:tokens=2]"))
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(simulator.url + "/stats")).json()
+    assert before <= stats["last_request_at"] <= time.time()

@@ -69,6 +69,9 @@ class SimulatorStats:
     completed: int = 0
     spent_micros: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    # When the latest Messages request arrived (Unix seconds, its headers read): a
+    # benchmark in another process times what the app does before a request leaves.
+    last_request_at: float = 0.0
 
 
 class TokenBucket:
@@ -134,6 +137,7 @@ class Simulator:
                     return
         if scope["type"] != "http":
             return
+        arrived = time.time()
         request_id = "req_" + uuid.uuid4().hex[:24]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
@@ -145,6 +149,7 @@ class Simulator:
                 # What the simulator saw, for tests and benchmarks in other processes.
                 await self._json(send, 200, asdict(self.stats), request_id)
             elif path == "/v1/messages" and method == "POST":
+                self.stats.last_request_at = arrived
                 await self._messages(send, receive, headers, body, request_id)
             elif path == "/v1/messages/count_tokens" and method == "POST":
                 await self._count_tokens(send, headers, body, request_id)
