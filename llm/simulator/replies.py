@@ -110,19 +110,63 @@ _WORDS = (
     "token to the page so nothing is lost and the budget stays in view a short reply costs "
     "little and a long one more but each is paid for once only"
 ).split()
-_XSS_CORPUS = """
-Here is some **hostile** markup, which must show up as text:
+# What `[sim:html]` puts in a reply: hostile markup of every kind a chat front end has been
+# caught out by, to prove that model output is data, never code. Every payload, if it ever
+# ran, would call alert() or set `window.__xss`, and every outside address is on
+# evil.example, so a browser test sees at once if anything executes or calls out. It covers
+# script tags, event-handler attributes, javascript:/data:/vbscript: URLs (as raw HTML and
+# as Markdown links, with case and entity tricks), SVG, MathML and <style> payloads, iframe
+# src and srcdoc, htmx attributes (hx-get, hx-post, hx-trigger, hx-on), images on an
+# outside host, and an aligned table (whose alignment must not become an inline style the
+# Content Security Policy refuses). Tests also send it as a user's message.
+XSS_CORPUS = """
+Here is some **hostile** markup, which must show up as text and never run:
 
-<script>alert('xss-script')</script>
-<img src=x onerror="alert('xss-img')">
+<script>alert('xss-script'); window.__xss = 'script'</script>
+<script src="http://evil.example/x.js"></script>
+<img src=x onerror="alert('xss-img'); window.__xss = 'img'">
+<img src="http://evil.example/raw.png" onload="window.__xss = 'img-onload'">
+<body onload="alert('xss-body')">
 <svg onload="alert('xss-svg')"><circle r="1"/></svg>
+<svg><a xlink:href="javascript:alert('xss-svg-link')"><text y="20">svg link</text></a></svg>
 <iframe src="javascript:alert('xss-iframe')"></iframe>
-<div hx-get="/admin/" hx-trigger="load" hx-on:click="alert('xss-hx')">hx attributes</div>
+<iframe srcdoc="<script>parent.alert('xss-srcdoc')</script>"></iframe>
+<object data="javascript:alert('xss-object')"></object>
+<math><mtext><table><mglyph><style><img src=x onerror="alert('xss-math')">
+<style>@import url("http://evil.example/x.css"); body { background: url(/x.png) }</style>
+<div hx-get="http://evil.example/hx" hx-trigger="load">hx-get on load</div>
+<form hx-post="/accounts/logout/" hx-trigger="load">hx-post on load</form>
+<button hx-on:click="alert('xss-hx-on')" hx-on::load="alert('xss-hx-load')">hx-on</button>
+<a href="javascript:alert('xss-a')">raw javascript link</a>
+<a href="jav&#x09;ascript:alert('xss-tab')">tab-split javascript link</a>
+<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">raw data link</a>
+<a href="vbscript:msgbox('xss')">raw vbscript link</a>
+<meta http-equiv="refresh" content="0;url=javascript:alert('xss-meta')">
+<base href="http://evil.example/">
 
 - [a javascript link](javascript:alert('xss-link'))
+- [a mixed-case javascript link](JaVaScRiPt:alert('xss-case'))
+- [an entity-split javascript link](jav&#x09;ascript:alert('xss-entity'))
+- [an encoded javascript link](&#106;avascript:alert('xss-encoded'))
 - [a data link](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)
 - [a vbscript link](vbscript:msgbox('xss'))
-- ![an outside image](https://evil.example/pixel.png)
+- <javascript:alert('xss-autolink')>
+- [a reference link][evil]
+- ![an outside image](http://evil.example/x.png)
+- ![an https outside image](https://evil.example/pixel.png)
+- ![a data image](data:image/png;base64,iVBORw0KGgo=)
+- ![an svg data image](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+)
+- `<img src=x onerror="alert('xss-code')">` in inline code
+
+| payload in a cell | aligned, which must not become an inline style |
+|:--|--:|
+| <img src=x onerror="alert('xss-cell')"> | [cell link](javascript:alert('xss-cell')) |
+
+```html
+<script>alert('xss-fenced')</script>
+```
+
+[evil]: javascript:alert('xss-ref')
 """
 
 
@@ -145,7 +189,7 @@ def reply_text(prompt: str, *, tokens: int | None = None, html: bool = False) ->
         _sentence(rng, 10),
     ]
     if html:
-        parts.insert(2, _XSS_CORPUS.strip())
+        parts.insert(2, XSS_CORPUS.strip())
     text = "\n\n".join(parts)
     if tokens is None:
         return text
