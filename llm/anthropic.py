@@ -79,7 +79,7 @@ def error_from_response(status: int, headers: httpx.Headers, body: bytes) -> Str
         message = str(error.get("message", ""))
         details = error.get("details") or {}
         request_id = request_id or str(payload.get("request_id", ""))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         message = body[:500].decode("utf-8", "replace")
     wait = retry_after(headers)
     kind = classify_error(
@@ -158,6 +158,8 @@ class AnthropicProvider(HttpProvider):
                     message="The stream ended before message_stop.",
                     request_id=request_id,
                 )
+        except httpx.DecodingError as exc:  # a body its content-encoding cannot undo
+            yield StreamError(kind=ErrorKind.MALFORMED, message=f"Undecodable response: {exc}")
         except (httpx.TransportError, httpx.StreamError) as exc:
             yield transport_error(exc)
         except SSEError as exc:
@@ -165,7 +167,8 @@ class AnthropicProvider(HttpProvider):
 
 
 async def _parse_events(sse_events: AsyncIterator[Any], request_id: str) -> AsyncIterator[Event]:
-    """Turn Anthropic's SSE events into normalised ones; unknown ones are skipped."""
+    """Turn Anthropic's SSE events into normalised ones; unknown ones are skipped, and so
+    are fields of the wrong type (an upstream's bug must not become ours)."""
     input_tokens: int | None = None
     stop_reason: str | None = None
     async for sse in sse_events:
@@ -173,7 +176,7 @@ async def _parse_events(sse_events: AsyncIterator[Any], request_id: str) -> Asyn
             continue
         try:
             data = json.loads(sse.data) if sse.data else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             yield StreamError(
                 kind=ErrorKind.MALFORMED,
                 message=f"Unreadable {sse.event or 'message'} event: {sse.data[:200]!r}",
@@ -184,30 +187,27 @@ async def _parse_events(sse_events: AsyncIterator[Any], request_id: str) -> Asyn
             continue
         kind = data.get("type") or sse.event
         if kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            if delta.get("type") == "text_delta" and delta.get("text"):
-                yield TextDelta(delta["text"])
+            delta = _dict(data.get("delta"))
+            text = delta.get("text")
+            if delta.get("type") == "text_delta" and text and isinstance(text, str):
+                yield TextDelta(text)
         elif kind == "message_start":
-            message = data.get("message") or {}
-            usage = message.get("usage") or {}
-            input_tokens = _input_tokens(usage)
+            message = _dict(data.get("message"))
+            input_tokens = _input_tokens(_dict(message.get("usage")))
             yield StreamStarted(request_id=request_id, model=str(message.get("model", "")))
             if input_tokens is not None:
                 yield Usage(input_tokens=input_tokens)
         elif kind == "message_delta":
-            stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
-            usage = data.get("usage") or {}
+            reason = _dict(data.get("delta")).get("stop_reason")
+            stop_reason = reason if reason and isinstance(reason, str) else stop_reason
+            usage = _dict(data.get("usage"))
             # Usage here is cumulative: it replaces what came before.
             input_tokens = _input_tokens(usage) or input_tokens
-            output = usage.get("output_tokens")
-            yield Usage(
-                input_tokens=input_tokens,
-                output_tokens=int(output) if isinstance(output, int) else None,
-            )
+            yield Usage(input_tokens=input_tokens, output_tokens=_count(usage.get("output_tokens")))
         elif kind == "message_stop":
             yield StreamEnd(stop_reason=stop_reason or "end_turn")
         elif kind == "error":
-            error = data.get("error") or {}
+            error = _dict(data.get("error"))
             error_type = str(error.get("type", ""))
             message = str(error.get("message", ""))
             details = error.get("details") if isinstance(error.get("details"), dict) else {}
@@ -229,5 +229,17 @@ async def _parse_events(sse_events: AsyncIterator[Any], request_id: str) -> Asyn
 
 def _input_tokens(usage: dict[str, Any]) -> int | None:
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    values = [usage[k] for k in keys if isinstance(usage.get(k), int)]
+    values = [count for k in keys if (count := _count(usage.get(k))) is not None]
     return sum(values) if values else None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: object) -> int | None:
+    """A token count as reported, if it is one: an integer from 0 to 2**31 - 1 (no
+    request comes near that); anything else counts as not reported."""
+    if type(value) is int and 0 <= value < 2**31:
+        return value
+    return None
