@@ -137,6 +137,7 @@ class Generation:
     _cue: asyncio.TimerHandle | None = None
     _saving: asyncio.Future[None] | None = None
     _background: set[asyncio.Future[None]] = field(default_factory=set)
+    _reset: asyncio.Future[None] | None = None
 
     @property
     def text(self) -> str:
@@ -148,7 +149,9 @@ class Generation:
             raise ValueError(f"reply {self.reply_id} has no budget reservation")
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + settings.LLM_TOTAL_TIMEOUT
-        await replay_log().reset(self.reply_id)
+        # Not awaited here: the request leaves at once. The log is empty before the first
+        # batch is logged (flush waits for this).
+        self._reset = asyncio.ensure_future(replay_log().reset(self.reply_id))
         cancelled_by_shutdown = False
         heartbeat = asyncio.create_task(self._heartbeat())
         metrics.ACTIVE_STREAMS.inc()
@@ -372,6 +375,8 @@ class Generation:
         )
         _count(status, attempts, self.tries, charged)
         await hub.publish(self.group, final)
+        if self._reset is not None:
+            await asyncio.gather(self._reset, return_exceptions=True)
         await replay_log().discard(self.reply_id)
 
     async def _heartbeat(self) -> None:
@@ -415,6 +420,9 @@ class Generation:
             if self._last_flush:
                 metrics.BATCH_GAP.observe(now - self._last_flush)
             self._last_flush = now
+            reset, self._reset = self._reset, None
+            if reset is not None:
+                await reset
             # Logged before it is sent: whoever sees batch N can find batch N-1.
             await replay_log().append(self.reply_id, self.seq, text)
             await hub.publish(self.group, frames.batch(self.reply_id, self.seq, text))

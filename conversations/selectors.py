@@ -92,24 +92,35 @@ def messages_for_page(
     return page, page[0].id if more and page else None
 
 
-def history_for(conversation: Conversation, *, up_to: Message) -> list[ChatMessage]:
+def history_for(
+    conversation: Conversation, *, up_to: Message, stored_tokens: dict[str, int] | None = None
+) -> list[ChatMessage]:
     """The messages sent to the model for a reply to `up_to`: the conversation as the model
     saw it. A turn that got no text back (refused, or failed before any) is left out with
     its question, so the history alternates user/assistant as the Messages API requires.
-    A question answered more than once (Retry) counts with its latest answer."""
+    A question answered more than once (Retry) counts with its latest answer.
+
+    With `stored_tokens`, it is filled with each message's stored token estimate (without
+    the per-message overhead), by text, so fitting a long history need not count again."""
     rows = list(
         shown_messages(conversation)
         .filter(id__lte=up_to.id)
         .order_by("created_at", "id")
-        .values_list("id", "role", "content", "reply_to_id")
+        .values_list("id", "role", "content", "reply_to_id", "context_tokens")
     )
     answer = {
         reply_to: message_id
-        for message_id, role, content, reply_to in rows
+        for message_id, role, content, reply_to, _tokens in rows
         if role == "assistant" and content.strip()
     }
+    if stored_tokens is not None:
+        from billing.catalog import MESSAGE_OVERHEAD_TOKENS
+
+        for _id, _role, content, _reply_to, tokens in rows:
+            if tokens > MESSAGE_OVERHEAD_TOKENS:
+                stored_tokens[content] = tokens - MESSAGE_OVERHEAD_TOKENS
     history: list[ChatMessage] = []
-    for message_id, role, content, reply_to in rows:
+    for message_id, role, content, reply_to, _tokens in rows:
         if role == "user" and message_id != up_to.id and message_id not in answer:
             continue
         if role == "assistant" and reply_to is not None and answer.get(reply_to) != message_id:

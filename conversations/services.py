@@ -7,6 +7,7 @@ told about a row that was rolled back.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -429,16 +430,26 @@ def max_output(conversation: Conversation, model: CatalogModel) -> int:
 
 
 def _fit(
-    conversation: Conversation, model: CatalogModel, history: list[ChatMessage]
+    conversation: Conversation,
+    model: CatalogModel,
+    history: list[ChatMessage],
+    stored_tokens: dict[str, int] | None = None,
 ) -> tuple[list[ChatMessage], int, int]:
     """`history` fitted beside the system prompt and a full-length reply; the tokens
-    counted include the system prompt."""
+    counted include the system prompt. `stored_tokens` are the messages' stored estimates
+    by text (history_for): used instead of estimating a long history again each turn."""
     count = catalog.token_counter(model)
+    if stored_tokens and count is catalog.estimate_tokens:
+        count = functools.partial(_stored_or_estimated, stored_tokens)
     system = conversation.system_prompt
     system_tokens = count(system) if system else 0
     budget = model.context_window - max_output(conversation, model) - system_tokens
     messages, omitted, used = fit_history(history, budget=max(0, budget), count=count)
     return messages, omitted, used + system_tokens
+
+
+def _stored_or_estimated(stored: dict[str, int], text: str) -> int:
+    return stored.get(text) or catalog.estimate_tokens(text)
 
 
 def _request(
@@ -472,9 +483,9 @@ def _open_reply(
         model=model.slug,
         model_name=model.display_name,
     )
-    messages, omitted, input_tokens = _fit(
-        conversation, model, history_for(conversation, up_to=user_message)
-    )
+    stored: dict[str, int] = {}
+    history = history_for(conversation, up_to=user_message, stored_tokens=stored)
+    messages, omitted, input_tokens = _fit(conversation, model, history, stored)
     reply.context_omitted = omitted
     try:
         grant = _reserve(user, conversation, reply, model, input_tokens)
