@@ -54,9 +54,10 @@ class Served:
 
 
 @contextmanager
-def served(tmp: Path, **env: str) -> Iterator[Served]:
+def served(tmp: Path, *args: str, **env: str) -> Iterator[Served]:
     """`manage.py serve` on a fresh SQLite file, as a user starts it, in its own process.
-    With no `env`, it is the README's command on a fresh clone."""
+    With no `args` (more options for `serve`) and no `env`, it is the README's command on
+    a fresh clone."""
     port = free_port()
     environment = {
         k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "REDIS_URL"}
@@ -66,7 +67,7 @@ def served(tmp: Path, **env: str) -> Iterator[Served]:
     environment.update({"DATABASE_URL": f"sqlite:///{tmp / 'app.sqlite3'}", **env})
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        [sys.executable, "manage.py", "serve", "--port", str(port), *args],
         cwd=ROOT,
         env=environment,
         stdout=log,
@@ -98,4 +99,26 @@ SIMULATED_CLAUDE = {"LLM_PROVIDER": "anthropic", "ANTHROPIC_SIMULATOR": "true"}
 def launch_chromium(playwright):  # type: ignore[no-untyped-def]
     if not Path(CHROMIUM).exists():
         require("Chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    _scan_frames(browser)
+    return browser
+
+
+def _scan_frames(browser) -> None:  # type: ignore[no-untyped-def]
+    """Every websocket frame this browser's pages receive goes through the session's scan
+    for the provider key (tests/secret_scan.py)."""
+    from .conftest import SCAN
+
+    new_context, new_page = browser.new_context, browser.new_page
+
+    def watched_context(*args, **kwargs):  # type: ignore[no-untyped-def]
+        context = new_context(*args, **kwargs)
+        SCAN.watch_browser(context)
+        return context
+
+    def watched_page(*args, **kwargs):  # type: ignore[no-untyped-def]
+        page = new_page(*args, **kwargs)
+        SCAN.watch_browser(page)
+        return page
+
+    browser.new_context, browser.new_page = watched_context, watched_page

@@ -99,13 +99,19 @@ class SecretScan:
         if not getattr(response, "streaming", False):
             self.check(f"response {path}", response.content)  # type: ignore[attr-defined]
 
-    def watch_browser_context(self, context: object) -> None:
-        """Every websocket frame a test browser's pages receive."""
+    def watch_browser(self, context_or_page: object) -> None:
+        """Every websocket frame a test browser's context or page receives."""
 
         def on_websocket(socket: object) -> None:
             socket.on("framereceived", lambda payload: self.check("browser frame", payload))  # type: ignore[attr-defined]
 
-        context.on("websocket", on_websocket)  # type: ignore[attr-defined]
+        def on_page(page: object) -> None:
+            page.on("websocket", on_websocket)  # type: ignore[attr-defined]
+
+        if hasattr(context_or_page, "pages"):  # a context: each page it opens
+            context_or_page.on("page", on_page)  # type: ignore[attr-defined]
+        else:
+            on_page(context_or_page)
 
 
 class _ScanHandler(logging.Handler):

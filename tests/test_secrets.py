@@ -64,3 +64,29 @@ def test_a_simulator_key_is_recognised_wherever_it_turns_up():
     del SCAN.hits[before:]
     assert [hit.where for hit in found] == ["a test"]
     assert "sim-AbCd" not in found[0].around
+
+
+def test_the_scan_sees_what_a_test_browser_receives(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
+    from .test_browser_chat import sign_up
+
+    planted = f"sk-planted-{uuid.uuid4().hex}"
+    SCAN.secrets[PLANTED] = planted
+    try:
+        env = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "5"}
+        with served_app(tmp_path, **env) as url, sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            page = browser.new_context(base_url=url).new_page()
+            sign_up(page, "alice")
+            page.get_by_label("Message").fill(f"repeat {planted} [sim:tokens=5]")
+            page.get_by_role("button", name="Send").click()
+            expect(
+                page.locator('article.message--assistant[data-status="complete"]')
+            ).to_have_count(1, timeout=20_000)
+            browser.close()
+        assert "browser frame" in {hit.where for hit in SCAN.hits if hit.secret == PLANTED}
+    finally:
+        del SCAN.secrets[PLANTED]
+        SCAN.hits[:] = [hit for hit in SCAN.hits if hit.secret != PLANTED]
