@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -101,12 +102,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             payload = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            payload = None
+        if not isinstance(payload, dict) or not _readable(payload):
             await self.send(text_data=frames.error(_("That message could not be read.")))
             return
-        if not isinstance(payload, dict):
-            await self.send(text_data=frames.error(_("That message could not be read.")))
-            return
+        kind = payload.get("type")
         handler = {
             "subscribe": self.on_subscribe,
             "resume": self.on_resume,
@@ -116,7 +117,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "continue": self.on_continue,
             "regenerate": self.on_regenerate,
             "edit": self.on_edit,
-        }.get(payload.get("type"))
+        }.get(kind if isinstance(kind, str) else "")
         if handler is None:
             await self.send(text_data=frames.error(_("Unknown request.")))
             return
@@ -164,14 +165,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         text = payload.get("message")
-        conversation_id = payload.get("conversation") or None
+        conversation_id = payload.get("conversation")
         try:
             services.validate_text(text)
         except services.TurnRefused as refused:
             await self.send(text_data=frames.error(refused.message, restore=_str(text)))
             return
+        client_id = _str(payload.get("client_id"))
+        if not services.CLIENT_ID_RE.match(client_id):  # before a conversation is opened
+            await self.send(
+                text_data=frames.error(
+                    _("This message could not be sent. Reload the page and try again."),
+                    restore=_str(text),
+                )
+            )
+            return
         model = _str(payload.get("model")) or None
-        opened = conversation_id is None
+        # Only no conversation at all means a new one: [], 0 or {} is an id that is wrong.
+        opened = conversation_id is None or conversation_id == ""
         if not opened:
             conversation = await self._conversation(conversation_id)
             if conversation is None:
@@ -195,7 +206,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 user=self.scope["user"],
                 conversation=conversation,
                 text=text,
-                client_id=_str(payload.get("client_id")),
+                client_id=client_id,
             )
         except services.TurnRefused as refused:
             await self.send(text_data=frames.error(refused.message, restore=_str(text)))
@@ -325,6 +336,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """A frame from another process, through the channel layer."""
         if event.get("origin") != settings.PROCESS_ID:
             await self.send(text_data=event["frame"])
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _readable(payload: object) -> bool:
+    """No string in the message, keys included, holds a NUL or half a surrogate pair
+    (JSON's \\u escapes allow both): neither is text a person typed, UTF-8 cannot carry a
+    lone surrogate and PostgreSQL refuses NUL. Iterative: the nesting may be deep."""
+    pending = [payload]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value or _SURROGATE.search(value):
+                return False
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
 
 
 def _str(value: object) -> str:
