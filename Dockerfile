@@ -20,12 +20,8 @@ ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/venv \
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=4
 COPY pyproject.toml uv.lock ./
 # The dependencies alone first, so this long layer is rebuilt only when the lock changes.
-# uvicorn (several worker processes) needs a websocket library; the lock has `websockets`
-# only in the dev group, so that one package is installed at the lock's version.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-install-project \
-    && uv pip install --python /venv/bin/python \
-       "$(uv export --locked --only-group dev --no-hashes --no-emit-project | grep '^websockets==')"
+    uv sync --locked --no-dev --no-install-project
 COPY . .
 # (Translations are committed compiled: locale/*/LC_MESSAGES/django.mo.)
 RUN DEBUG=false SECRET_KEY=collectstatic-only /venv/bin/python manage.py collectstatic --noinput \

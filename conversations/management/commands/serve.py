@@ -219,7 +219,7 @@ def refuse_unsafe_workers(*, workers: int, server: str) -> None:
     if server == "uvicorn" and not uvicorn_speaks_websockets():
         raise CommandError(
             "uvicorn found no websocket library, so it would serve pages but no chat: "
-            "install `websockets` (the Dockerfile installs the locked version)."
+            "install `websockets` (a dependency in pyproject.toml: run `uv sync`)."
         )
     backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
     if workers > 1 and backend.endswith("InMemoryChannelLayer"):
