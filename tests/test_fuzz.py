@@ -50,7 +50,7 @@ from .ws_helpers import (
 )
 
 FUZZ = settings(
-    max_examples=100,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -165,12 +165,16 @@ def test_fuzz_the_websocket_protocol(alice, alice_cookie, bob):
     @given(sent=st.lists(frames(stored, others), min_size=1, max_size=4))
     def example(sent: list[Frame]) -> None:
         loop.run_until_complete(check_example(alice_cookie, stored, others, sent))
+        ran.append(len(sent))
 
+    ran: list[int] = []
     try:
         example()
     finally:
         loop.run_until_complete(finish_generations())
         loop.close()
+    print(f"{len(ran)} examples, {sum(ran)} frames")
+    assert len(ran) >= FUZZ.max_examples // 2
 
 
 # --- (b) the provider's SSE parsing -------------------------------------------------------
@@ -424,3 +428,52 @@ def test_a_well_formed_stream_through_the_fuzz_server_is_parsed_whole(upstream):
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["hé"]
     assert events[-1] == StreamEnd("end_turn")
     assert [e for e in events if isinstance(e, Usage)][-1] == Usage(3, 1)
+
+
+HOSTILE = {
+    # What the fuzzing found (each raised out of the provider before the fix).
+    "delta is a number": (
+        event_block("content_block_delta", '{"type": "content_block_delta", "delta": 0}'),
+        "",
+    ),
+    "message is a list": (
+        event_block("message_start", '{"type": "message_start", "message": []}'),
+        "",
+    ),
+    "usage is a list": (
+        event_block("message_delta", '{"type": "message_delta", "delta": {}, "usage": [1]}'),
+        "",
+    ),
+    "error is text": (event_block("error", '{"type": "error", "error": "boom"}'), ""),
+    "nested too deep": (event_block("message_start", "[" * 5000 + "]" * 5000), ""),
+    "gzip that is not": ("event: ping\ndata: {}\n\n", "gzip"),
+    # Values the parser must not pass on as they are.
+    "text is a number": (
+        event_block(
+            "content_block_delta",
+            '{"type": "content_block_delta", "delta": {"type": "text_delta", "text": 7}}',
+        ),
+        "",
+    ),
+    "negative and huge counts": (
+        event_block(
+            "message_delta",
+            '{"type": "message_delta", "delta": {"stop_reason": ["end_turn"]},'
+            ' "usage": {"input_tokens": -5, "output_tokens": 100000000000000000000}}',
+        ),
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize(("body", "encoding"), HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_streams_found_by_fuzzing_end_in_a_typed_event(upstream, body, encoding):
+    headers = [("content-type", "text/event-stream")]
+    if encoding:
+        headers.append(("content-encoding", encoding))
+    stop = event_block("message_stop", '{"type": "message_stop"}')
+    upstream.answer = Answer(200, headers, [(body + stop).encode()])
+    events = asyncio.run(stream_once(f"http://127.0.0.1:{upstream.server_address[1]}"))
+    assert_well_formed(events)
+    if encoding:
+        assert isinstance(events[-1], StreamError) and events[-1].kind is ErrorKind.MALFORMED
