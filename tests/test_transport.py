@@ -246,7 +246,9 @@ def server(
     laptop's daphne, and the uvicorn that serves production's workers."""
     name = request.param
     tmp = tmp_path_factory.mktemp(f"transport-{name}")
-    with served(tmp, "--server", name, **SIMULATED_CLAUDE, SIMULATOR_LATENCY_MS="1") as app:
+    # One person sends every turn of the module: more than the default 20 a minute.
+    env = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "1", "USER_RPM": "1000"}
+    with served(tmp, "--server", name, **env) as app:
         yield Server(
             name,
             app.url,
