@@ -324,6 +324,9 @@ STREAM_CHECKPOINT_INTERVAL_MS = envint("STREAM_CHECKPOINT_INTERVAL_MS", 1000)
 # Refuse websocket messages larger than this many characters.
 WS_MAX_MESSAGE_CHARS = envint("WS_MAX_MESSAGE_CHARS", 64 * 1024)
 MESSAGE_MAX_CHARS = envint("MESSAGE_MAX_CHARS", 32 * 1000)
+# Any HTTP request body larger than this is refused with 413 (chatsite/bodylimit.py): no
+# form here takes a file, and Django's own cap counts form fields only.
+HTTP_MAX_BODY_BYTES = envint("HTTP_MAX_BODY_BYTES", 3 * 1024 * 1024)
 
 # /metrics answers staff users, and requests with "Authorization: Bearer METRICS_TOKEN".
 METRICS_TOKEN = envstr("METRICS_TOKEN", "")

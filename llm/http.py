@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import httpx
@@ -65,14 +66,24 @@ class HttpProvider:
         await self._client.aclose()
 
 
+# No upstream pause is taken longer than this, whatever a retry-after says: "1e999" or a
+# typo must not stop every worker's requests for good.
+MAX_RETRY_AFTER_SECONDS = 600.0
+
+
 def retry_after(headers: httpx.Headers) -> float | None:
+    """The retry-after header in seconds, within 0 and MAX_RETRY_AFTER_SECONDS; None if
+    absent or unreadable (an HTTP date is read as absent: the caller backs off itself)."""
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None
+    if math.isnan(seconds):
+        return None
+    return min(MAX_RETRY_AFTER_SECONDS, max(0.0, seconds))
 
 
 def transport_error(exc: Exception) -> StreamError:

@@ -233,9 +233,12 @@ class Server:
         raise AssertionError("no VmRSS")
 
 
-# The largest websocket message each server takes, as `serve` runs it: daphne's default
-# (serve does not set one), and the limit serve gives uvicorn (4 bytes per character).
-MAX_MESSAGE = {"daphne": 1024 * 1024, "uvicorn": settings.WS_MAX_MESSAGE_CHARS * 4}
+# The largest websocket message each server takes, as `serve` runs it: 4 bytes for each
+# character the app accepts, on both.
+MAX_MESSAGE = {
+    "daphne": settings.WS_MAX_MESSAGE_CHARS * 4,
+    "uvicorn": settings.WS_MAX_MESSAGE_CHARS * 4,
+}
 
 
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
@@ -506,16 +509,33 @@ def test_real_server_refuses_oversized_http_bodies_without_a_500(server):
             headers=headers,
         )
         assert response.status_code in (400, 413)
-        # A file part is not counted by DATA_UPLOAD_MAX_MEMORY_SIZE (Django spools it to
-        # disk): no form here takes files, and it is not a 500, but nothing in the app caps
-        # it either (a proxy's body limit must).
+        # A file part is not counted by DATA_UPLOAD_MAX_MEMORY_SIZE (Django would spool it
+        # to disk): the whole body's cap (HTTP_MAX_BODY_BYTES) refuses it, declared or
+        # chunked.
+        too_big = b"x" * (settings.HTTP_MAX_BODY_BYTES + 1)
         response = client.post(
             "/accounts/login/",
             data={**fields, "password": "wrong"},
-            files={"f": ("big.bin", b"x" * OVERSIZED)},
+            files={"f": ("big.bin", too_big)},
             headers=headers,
         )
-        assert response.status_code < 500
+        assert response.status_code == 413
+
+        def chunked_file() -> Iterator[bytes]:
+            for start in range(0, len(too_big), 65536):
+                yield too_big[start : start + 65536]
+
+        response = client.post(
+            "/accounts/login/",
+            content=chunked_file(),
+            headers={**headers, "Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 413
+        # Under the cap, the same form still works (a wrong password is the form's answer).
+        response = client.post(
+            "/accounts/login/", data={**fields, "password": "wrong"}, headers=headers
+        )
+        assert response.status_code == 200
         # Signed in, the forms of a conversation of one's own refuse too.
         client.cookies.set("sessionid", server.session)
         conversation = asyncio.run(answers(server, "http1"))

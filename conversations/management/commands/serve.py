@@ -107,6 +107,10 @@ class Command(BaseCommand):
             ping_interval=PING_INTERVAL,
             ping_timeout=PING_TIMEOUT,
             websocket_handshake_timeout=10,
+            # As uvicorn's ws_max_size: a message the app would refuse anyway (it counts
+            # characters, up to 4 bytes each) is dropped by the server, not buffered.
+            websocket_max_message_size=settings.WS_MAX_MESSAGE_CHARS * 4,
+            websocket_max_frame_size=settings.WS_MAX_MESSAGE_CHARS * 4,
             application_close_timeout=GRACEFUL_SHUTDOWN,
             server_name="chatsite",
         ).run()
