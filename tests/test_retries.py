@@ -99,3 +99,16 @@ async def test_an_overload_before_any_text_is_retried_a_few_times_then_explained
     assert [r.error_kind for r in records] == ["overloaded"] * 3
     assert "The model service is overloaded right now" in frames[-1]
     assert "529" not in frames[-1] and "overloaded_error" not in frames[-1]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), ("0.5", 0.5), ("-5", 0.0), ("1e999", 600.0), ("nan", None), ("soon", None)],
+)
+def test_a_retry_after_is_read_within_bounds(header, seconds):
+    """No header can pause the service's requests for ever, or for a negative time."""
+    import httpx
+
+    from llm.http import retry_after
+
+    assert retry_after(httpx.Headers({"retry-after": header})) == seconds
