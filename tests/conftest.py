@@ -23,6 +23,7 @@ TEST_KEY = "sk-test-4b1d-never-shown"
 PG_ADMIN_URL = os.environ.get("PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/14")
 ORIGIN = "http://127.0.0.1:8000"
+HOST = "127.0.0.1:8000"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -109,9 +110,14 @@ def session_cookie(user: object) -> str:
 
 
 def communicator(
-    cookie: str | None = None, *, origin: str | None = ORIGIN, path: str = "/ws/chat/"
+    cookie: str | None = None,
+    *,
+    origin: str | None = ORIGIN,
+    path: str = "/ws/chat/",
+    host: str = HOST,
 ) -> WebsocketCommunicator:
-    headers = []
+    """A socket as the page at ORIGIN opens it: the browser sends the Host it connects to."""
+    headers = [(b"host", host.encode())]
     if origin is not None:
         headers.append((b"origin", origin.encode()))
     if cookie:

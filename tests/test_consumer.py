@@ -207,15 +207,38 @@ async def test_a_logged_out_handshake_is_refused():
     assert not connected
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null", None])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "null",
+        None,
+        "http://127.0.0.1:9999",  # another program's page on the same machine
+        "http://localhost:8000",  # an allowed host, but not the page's own origin
+        "file:///home/alice/evil.html",
+        "ws://127.0.0.1:8000",
+    ],
+)
 async def test_a_handshake_from_another_origin_is_refused(alice_cookie, origin):
     comm = communicator(alice_cookie, origin=origin)
     connected, _ = await comm.connect()
     assert not connected
 
 
-async def test_a_handshake_from_the_app_origin_is_accepted(alice_cookie):
-    comm = communicator(alice_cookie, origin="http://localhost:8000")
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [("http://127.0.0.1:8000", "127.0.0.1:8000"), ("http://localhost:8000", "LOCALHOST:8000")],
+)
+async def test_a_handshake_from_the_app_origin_is_accepted(alice_cookie, origin, host):
+    comm = communicator(alice_cookie, origin=origin, host=host)
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
+async def test_a_trusted_origin_is_accepted_whatever_host_the_proxy_sends(alice_cookie, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://127.0.0.1"]
+    comm = communicator(alice_cookie, origin="https://127.0.0.1", host="app:8000")
     connected, _ = await comm.connect()
     assert connected
     await comm.disconnect()

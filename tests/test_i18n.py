@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.test import Client
 
-from .conftest import ORIGIN, communicator, receive_until
+from .conftest import HOST, ORIGIN, communicator, receive_until
 from .test_conversation_features import client_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +116,7 @@ async def test_the_websocket_speaks_the_pages_language(alice, alice_cookie):
         application,
         "/ws/chat/",
         headers=[
+            (b"host", HOST.encode()),
             (b"origin", ORIGIN.encode()),
             (b"cookie", alice_cookie.encode()),
             (b"accept-language", b"fr-FR,fr;q=0.9"),

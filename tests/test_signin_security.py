@@ -173,7 +173,7 @@ async def test_cross_site_handshakes_are_refused_in_production_settings(alice, s
     _client, cookie = await database_sync_to_async(signed_in)(alice)
 
     def socket(origin: str | None) -> WebsocketCommunicator:
-        headers = [(b"cookie", cookie.encode())]
+        headers = [(b"cookie", cookie.encode()), (b"host", b"chat.example.org")]
         if origin is not None:
             headers.append((b"origin", origin.encode()))
         return WebsocketCommunicator(app, "/ws/chat/", headers=headers)
