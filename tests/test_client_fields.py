@@ -16,6 +16,7 @@ from .conftest import receive_until
 from .ws_helpers import (
     DONE,
     ERROR,
+    NOT_YOURS,
     Stored,
     assert_alive,
     connected,
@@ -212,17 +213,6 @@ BAD_IDS = [
     "00000000-0000-0000-0000-000000000000",
     "../../1",
 ]
-# What each message type says when the id it names does not lead to something of yours.
-ID_FIELDS = {
-    "subscribe": ("conversation", "That conversation was not found."),
-    "resume": ("reply", "That reply was not found."),
-    "stop": ("reply", "There is no reply to stop."),
-    "retry": ("reply", "There is no reply to retry."),
-    "continue": ("reply", "There is no reply to continue."),
-    "regenerate": ("reply", "There is no reply to regenerate."),
-    "edit": ("message", "That message was not found."),
-    "send": ("conversation", "That conversation was not found."),
-}
 
 
 def with_id(kind: str, field: str, value: object) -> dict[str, object]:
@@ -234,13 +224,13 @@ def with_id(kind: str, field: str, value: object) -> dict[str, object]:
     return payload
 
 
-@pytest.mark.parametrize("kind", ID_FIELDS)
+@pytest.mark.parametrize("kind", NOT_YOURS)
 async def test_ids_of_the_wrong_shape_get_a_clear_error_and_change_nothing(
     alice, alice_cookie, kind
 ):
     stored = await stored_conversation(alice)
     before = await ledger(alice)
-    field, error = ID_FIELDS[kind]
+    field, error = NOT_YOURS[kind]
     comm = await connected(alice_cookie)
     values = [v for v in BAD_IDS if not (kind == "send" and v in ("", None))]
     for value in values:

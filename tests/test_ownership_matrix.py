@@ -23,6 +23,7 @@ from conversations.consumers import ChatConsumer
 from conversations.models import Conversation, Message
 
 from .conftest import communicator
+from .ws_helpers import NOT_YOURS
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,8 @@ NOT_OBJECT_SCOPED: dict[str, str] = {
     "support-dashboard": "staff in the Support or Admin group only (tests/test_support.py)",
     "usage": "the requester's own usage",
 }
-# Websocket message types that name one of alice's objects.
-WS_SCOPED = {
-    "subscribe": ("conversation", "That conversation was not found."),
-    "send": ("conversation", "That conversation was not found."),
-    "resume": ("reply", "That reply was not found."),
-    "stop": ("reply", "There is no reply to stop."),
-    "retry": ("reply", "There is no reply to retry."),
-    "continue": ("reply", "There is no reply to continue."),
-    "regenerate": ("reply", "There is no reply to regenerate."),
-    "edit": ("message", "That message was not found."),
-}
+# Websocket message types that name one of alice's objects, and what bob is told.
+WS_SCOPED = NOT_YOURS
 
 
 def named_routes() -> set[str]:

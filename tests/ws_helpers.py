@@ -124,3 +124,16 @@ def ledger(user: object) -> Ledger:
         spent_micros=sum(spend.values_list("spent_micros", flat=True)),
         reserved_micros=sum(spend.values_list("reserved_micros", flat=True)),
     )
+
+
+# What each message type says when the id it names does not lead to something of yours.
+NOT_YOURS = {
+    "subscribe": ("conversation", "That conversation was not found."),
+    "resume": ("reply", "That reply was not found."),
+    "stop": ("reply", "There is no reply to stop."),
+    "retry": ("reply", "There is no reply to retry."),
+    "continue": ("reply", "There is no reply to continue."),
+    "regenerate": ("reply", "There is no reply to regenerate."),
+    "edit": ("message", "That message was not found."),
+    "send": ("conversation", "That conversation was not found."),
+}
