@@ -57,6 +57,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def machine_busy() -> tuple[float, float]:
+    """Busy and total CPU time of the whole machine so far (seconds, all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick
+
+
 def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 

@@ -16,3 +16,43 @@ if REDIS_URL and _pool:
     CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
         {"address": REDIS_URL, "max_connections": _pool}
     ]
+
+_switch = float(os.environ.get("BENCH_SWITCH_INTERVAL", "0"))
+if _switch:
+    import sys
+
+    sys.setswitchinterval(_switch)
+
+_lag_file = os.environ.get("BENCH_LOOP_LAG_FILE", "")
+if _lag_file:
+    # Event-loop lag, for profiling: a thread asks the loop to run a callback every 10 ms
+    # and writes, each second, how long the callbacks waited (p50, p99, max in ms).
+    import asyncio
+    import threading
+    import time
+
+    _run_forever = asyncio.BaseEventLoop.run_forever
+
+    def _watch(loop: asyncio.AbstractEventLoop) -> None:
+        waits: list[float] = []
+        second = time.time()
+        with open(f"{_lag_file}.{os.getpid()}", "a") as out:
+            while not loop.is_closed():
+                asked = time.perf_counter()
+                loop.call_soon_threadsafe(lambda a=asked: waits.append(time.perf_counter() - a))
+                time.sleep(0.01)
+                if time.time() - second >= 1 and waits:
+                    ranked = sorted(waits)
+                    p50, p99 = ranked[len(ranked) // 2], ranked[int(len(ranked) * 0.99)]
+                    out.write(
+                        f"{time.time():.0f} {p50 * 1e3:.1f} {p99 * 1e3:.1f} {ranked[-1] * 1e3:.1f}\n"
+                    )
+                    out.flush()
+                    waits.clear()
+                    second = time.time()
+
+    def _run_forever_watched(self: asyncio.BaseEventLoop) -> None:
+        threading.Thread(target=_watch, args=(self,), daemon=True).start()
+        _run_forever(self)
+
+    asyncio.BaseEventLoop.run_forever = _run_forever_watched  # type: ignore[method-assign]

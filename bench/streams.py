@@ -1,13 +1,14 @@
 """Many streams at once: what the app adds to each batch on its way to the page.
 
     uv run python bench/streams.py [--clients 100,250,500,1000] [--workers 1,2]
-        [--servers daphne,uvicorn] [--tokens 60] [--ramp 4] [--client-procs 2]
+        [--servers daphne,uvicorn] [--tokens 100] [--ramp SECONDS] [--client-procs 2]
 
 For each server (daphne, uvicorn) and number of worker processes (1, 2), starts a
 production-like stack on loopback (_stack.py: DEBUG off, PostgreSQL with a throwaway
 database, Redis, the claude-4-6 simulator at 200 ms a token in its own process), signs a few
 people up, and for each N opens N websockets as the page does, then sends a message on each
-(spread evenly over `--ramp` seconds) asking for `--tokens` tokens with `[sim:stamp]`.
+(spread evenly over `--ramp` seconds: by default 50 sends a second per worker, as 500
+streams of 20 s each would keep starting) asking for `--tokens` tokens with `[sim:stamp]`.
 With two workers there are two server processes on two ports, and the clients alternate
 between them (the load balancer's job).
 
@@ -17,7 +18,9 @@ each token with its emission time): the server-added latency (HTTP from the simu
 parsing, batching, the replay log, the socket). It also measures time to first token minus
 the model's own latency (the turn start, the upstream request, the first batch), and checks
 its stream: sequence numbers 1, 2, 3... with no gap and no repeat, and the text received
-equal to what the simulator sent.
+equal to what the simulator sent. "Steady" figures count only the batches received while
+every stream was open and streaming (after the last one's first batch, before the first
+one's last): N streams at once, no turn starting or ending.
 
 Everything (app, simulator, Redis, PostgreSQL, clients) shares the machine's cores, which
 is counted in the figures, not subtracted.
@@ -156,9 +159,10 @@ def measure(
     ramp: float,
     procs: int,
     pids: list[int],
+    sim_pid: int,
     profile: Path | None = None,
 ) -> dict[str, Any]:
-    from _stack import cpu_seconds, load_average, rss_mb
+    from _stack import cpu_seconds, load_average, machine_busy, rss_mb
 
     timeout = ramp + tokens * latency_ms / 1000 * 3 + 60
     workers = []
@@ -199,6 +203,8 @@ def measure(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     cpu_before = [cpu_seconds(pid) for pid in pids]
+    sim_before = cpu_seconds(sim_pid)
+    busy_before, total_before = machine_busy()
     started = time.time() + 0.2
     spies = []
     if profile is not None:  # py-spy on each server process, from the first send on
@@ -227,6 +233,8 @@ def measure(
         client_cpu += report["cpu"]
         worker.wait(timeout=30)
     cpu = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+    sim_cpu = cpu_seconds(sim_pid) - sim_before
+    busy_after, total_after = machine_busy()
     took = time.time() - started
     for spy in spies:
         spy.wait(timeout=60)
@@ -247,6 +255,18 @@ def measure(
         buckets[int(x - started)] = buckets.get(int(x - started), 0) + 1
     p50, p95, p99 = quantiles(added)
     t50, _t95, t99 = quantiles(ttfts)
+    # Steady state: from the moment every stream has had its first batch to the moment the
+    # first one ends, all N stream at once and no turn starts or ends.
+    streaming = [r for r in results if r["at"]]
+    steady_from = max((r["at"][0] for r in streaming), default=0.0)
+    steady_to = min((r["at"][-1] for r in streaming), default=0.0)
+    steady = sorted(
+        x
+        for r in streaming
+        for x, t in zip(r["added"], r["at"], strict=True)
+        if steady_from < t < steady_to
+    )
+    s50, _s95, s99 = quantiles(steady)
     return {
         "clients": clients,
         "batches": len(added),
@@ -254,6 +274,10 @@ def measure(
         "p95": p95 * 1000,
         "p99": p99 * 1000,
         "max": (added[-1] if added else math.nan) * 1000,
+        "steady": len(steady),
+        "steady_seconds": max(0.0, steady_to - steady_from),
+        "steady_p50": s50 * 1000,
+        "steady_p99": s99 * 1000,
         "ttft_p50": t50 * 1000,
         "ttft_p99": t99 * 1000,
         "rate": len(added) / max(1e-9, end - started),
@@ -261,6 +285,8 @@ def measure(
         "cpu_ms_per_stream": sum(cpu) / clients * 1000,
         "cpu_share": [c / took for c in cpu],
         "client_cpu_share": client_cpu / took,
+        "sim_cpu_share": sim_cpu / took,
+        "machine_busy": (busy_after - busy_before) / max(1e-9, total_after - total_before),
         "rss_mb": max(peak),
         "rss_kb_per_stream": (max(peak) - rss_before) * 1024 / clients,
         "ok": sum(1 for r in results if not r["error"]),
@@ -280,9 +306,14 @@ def main() -> None:
     parser.add_argument("--clients", default="100,250,500,1000")
     parser.add_argument("--workers", default="1,2", help="server processes, e.g. 1,2")
     parser.add_argument("--servers", default="daphne,uvicorn")
-    parser.add_argument("--tokens", type=int, default=60, help="tokens a reply")
+    parser.add_argument("--tokens", type=int, default=100, help="tokens a reply")
     parser.add_argument("--latency-ms", type=float, default=200)
-    parser.add_argument("--ramp", type=float, default=4.0, help="seconds to spread the sends")
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0,
+        help="seconds to spread the sends over (default: 50 sends a second per worker)",
+    )
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--users", type=int, default=8, help="people the streams belong to")
     parser.add_argument("--uvicorn-ws", default="auto", help="uvicorn's --ws")
@@ -300,16 +331,18 @@ def main() -> None:
     )
     print(
         f"{args.tokens} tokens a reply at {args.latency_ms:g} ms each, sends spread over "
-        f"{args.ramp:g} s, {args.client_procs} client processes, {args.users} people; "
+        + (f"{args.ramp:g} s" if args.ramp else "N/50 s per worker")
+        + f", {args.client_procs} client processes, {args.users} people; "
         f"logs in {stack.workdir}",
         flush=True,
     )
     print(
         "| server | workers | streams | ok | batches | added p50 (ms) | p95 | p99 | max "
-        "| TTFT added p50 | p99 | batches/s (peak) | app CPU ms/stream | app CPU "
-        "| clients CPU | app RSS MB (KB/stream) | load |"
+        "| steady: batches (s) | p50 | p99 | TTFT added p50 | p99 | batches/s (peak) "
+        "| app CPU ms/stream | app CPU | clients CPU | simulator CPU | machine busy "
+        "| app RSS MB (KB/stream) | load |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---" + "|---:" * 21 + "|")
     try:
         stack.start()
         for server in args.servers.split(","):
@@ -329,9 +362,10 @@ def main() -> None:
                         clients,
                         tokens=args.tokens,
                         latency_ms=args.latency_ms,
-                        ramp=args.ramp,
+                        ramp=args.ramp or clients / (50 * workers),
                         procs=args.client_procs,
                         pids=stack.server_pids,
+                        sim_pid=stack.simulator.pid if stack.simulator else 0,
                         profile=(
                             stack.workdir / f"profile-{server}-{workers}-{clients}"
                             if args.profile
@@ -343,9 +377,11 @@ def main() -> None:
                     print(
                         f"| {server} | {workers} | {r['clients']} | {r['ok']} | {r['batches']} "
                         f"| {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['max']:.0f} "
-                        f"| {r['ttft_p50']:.1f} | {r['ttft_p99']:.1f} "
+                        f"| {r['steady']} ({r['steady_seconds']:.1f}) | {r['steady_p50']:.1f} "
+                        f"| {r['steady_p99']:.1f} | {r['ttft_p50']:.0f} | {r['ttft_p99']:.0f} "
                         f"| {r['rate']:.0f} ({r['peak_rate']}) | {r['cpu_ms_per_stream']:.0f} "
-                        f"| {shares} | {r['client_cpu_share']:.0%} "
+                        f"| {shares} | {r['client_cpu_share']:.0%} | {r['sim_cpu_share']:.0%} "
+                        f"| {r['machine_busy']:.0%} "
                         f"| {r['rss_mb']:.0f} ({r['rss_kb_per_stream']:.0f}) "
                         f"| {r['load']:.1f} |" + (f" errors: {errors}" if errors else ""),
                         flush=True,

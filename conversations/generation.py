@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils.translation import gettext as _
 from tenacity import (
     AsyncRetrying,
@@ -45,13 +46,14 @@ from llm.base import (
 )
 from ops import metrics
 
-from . import frames, hub
+from . import frames, hub, redis_pipe
 from .models import Message
 from .rendering import render_markdown
-from .replay import replay_log
+from .replay import RedisLog, replay_log
 from .services import CONTINUE, NEW, Turn, reply_checkpoint, reply_finish, reply_heartbeat
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _running: dict[int, Generation] = {}
 
@@ -137,7 +139,8 @@ class Generation:
     _cue: asyncio.TimerHandle | None = None
     _saving: asyncio.Future[None] | None = None
     _background: set[asyncio.Future[None]] = field(default_factory=set)
-    _reset: asyncio.Future[None] | None = None
+    _reset: asyncio.Future[list[object]] | None = None
+    _relaying: asyncio.Future[None] | None = None  # the last batch's logging and relay
 
     @property
     def text(self) -> str:
@@ -149,9 +152,15 @@ class Generation:
             raise ValueError(f"reply {self.reply_id} has no budget reservation")
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + settings.LLM_TOTAL_TIMEOUT
-        # Not awaited here: the request leaves at once. The log is empty before the first
-        # batch is logged (flush waits for this).
-        self._reset = asyncio.ensure_future(replay_log().reset(self.reply_id))
+        replay = replay_log()
+        if isinstance(replay, RedisLog):
+            # Queued ahead of every batch's logging, not waited for: the request leaves now.
+            self._reset = redis_pipe.pipeliner(replay.url).submit(
+                *replay.reset_commands(self.reply_id)
+            )
+            self._reset.add_done_callback(self._reset_failed)
+        else:
+            await replay.reset(self.reply_id)
         cancelled_by_shutdown = False
         heartbeat = asyncio.create_task(self._heartbeat())
         metrics.ACTIVE_STREAMS.inc()
@@ -187,6 +196,8 @@ class Generation:
             heartbeat.cancel()
             metrics.ACTIVE_STREAMS.dec()
         await self.flush()
+        if self._relaying is not None:  # every batch logged and relayed before the end
+            await asyncio.gather(self._relaying, return_exceptions=True)
         if self._saving is not None:
             await asyncio.gather(self._saving, return_exceptions=True)
         await self._end(loop, cancelled_by_shutdown)
@@ -363,7 +374,7 @@ class Generation:
             # A Continue that added nothing (stopped, or failed before any new text): the
             # reply stays as it was, cut off, and can still go on.
             status, stop_reason = Message.Status.CUT_OFF, "max_tokens"
-        final, charged = await database_sync_to_async(_finish)(
+        final, charged = await _off_the_shared_thread(_finish)(
             reply_id=self.reply_id,
             reservation_id=self.reservation_id,
             attempts=attempts,
@@ -420,12 +431,50 @@ class Generation:
             if self._last_flush:
                 metrics.BATCH_GAP.observe(now - self._last_flush)
             self._last_flush = now
-            reset, self._reset = self._reset, None
-            if reset is not None:
-                await reset
-            # Logged before it is sent: whoever sees batch N can find batch N-1.
-            await replay_log().append(self.reply_id, self.seq, text)
-            await hub.publish(self.group, frames.batch(self.reply_id, self.seq, text))
+            replay, frame = replay_log(), frames.batch(self.reply_id, self.seq, text)
+            if isinstance(replay, RedisLog) and replay.url == settings.REDIS_URL:
+                # Logged before it is sent, in order: the log's commands are queued first
+                # (a read of the log in this process comes after them), then this process's
+                # sockets get the batch at once, then, once the log has it, other processes
+                # watching (the look-up goes in the same round trip). The stream does not
+                # wait for Redis: at hundreds of streams a round trip can take longer than
+                # a token, and the tokens would fall behind it.
+                logged = hub.submit_with_watchers(
+                    self.group, replay.append_commands(self.reply_id, self.seq, text)
+                )
+                await hub.deliver(self.group, frame)
+                self._relaying = asyncio.ensure_future(self._relay(self._relaying, logged, frame))
+            else:
+                # Logged before it is sent: whoever sees batch N can find batch N-1.
+                await replay.append(self.reply_id, self.seq, text)
+                await hub.publish(self.group, frame)
+
+    def _reset_failed(self, reset: asyncio.Future[list[object]]) -> None:
+        error = None if reset.cancelled() else reset.exception()
+        if error is None and not reset.cancelled():
+            error = next((r for r in reset.result() if isinstance(r, Exception)), None)
+        if error is not None:
+            log.warning("reply %s: the replay log was not emptied: %s", self.reply_id, error)
+
+    async def _relay(
+        self,
+        previous: asyncio.Future[None] | None,
+        logged: asyncio.Future[list[object]],
+        frame: str,
+    ) -> None:
+        """After the batch before (so they arrive in order): once the batch is logged, send
+        it to other processes' sockets watching, if there are any."""
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            results = await logged
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            watchers = results[-1] if settings.CHANNEL_LAYER_SHARED else None
+            await hub.relay(self.group, frame, watchers)  # type: ignore[arg-type]
+        except Exception:
+            log.warning("reply %s: a batch was not logged or relayed", self.reply_id, exc_info=True)
 
     def stop(self) -> None:
         if self.task is not None and not self.task.done():
@@ -468,7 +517,7 @@ class _Writer:
             heartbeats, self._heartbeats = self._heartbeats, set()
             waiting, self._waiting = self._waiting, []
             try:
-                await database_sync_to_async(_save)(checkpoints, heartbeats)
+                await _off_the_shared_thread(_save)(checkpoints, heartbeats)
             except Exception as exc:
                 for future in waiting:
                     if not future.done():
@@ -477,6 +526,16 @@ class _Writer:
                 for future in waiting:
                     if not future.done():
                         future.set_result(None)
+
+
+def _off_the_shared_thread(func: Callable[..., _T]) -> Callable[..., Awaitable[_T]]:
+    """`func` as a database call that need not queue on the one thread the sockets'
+    database calls share: a turn that ends, or a round of checkpoints, does not wait behind
+    the turns starting, nor they behind it (each thread has its own connection). Not on
+    SQLite, which takes one writer at a time anyway (and whose shared in-memory test
+    database locks whole tables)."""
+    parallel = connections["default"].vendor != "sqlite"
+    return database_sync_to_async(func, thread_sensitive=not parallel)  # type: ignore[return-value]
 
 
 def _save(checkpoints: dict[int, tuple[str, int]], heartbeats: set[int]) -> None:

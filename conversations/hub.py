@@ -13,7 +13,8 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -116,18 +117,44 @@ def local_count(group: str) -> int:
 async def publish(group: str, frame: str) -> None:
     """Send `frame` to every socket watching `group`: this process's directly; when
     another process has sockets watching it too, through the channel layer."""
+    await deliver(group, frame)
+    await relay(group, frame)
+
+
+async def deliver(group: str, frame: str) -> None:
+    """Send `frame` to this process's sockets watching `group`."""
     for subscriber in tuple(_local.get(group, ())):
         try:
             await subscriber.deliver(frame)
         except Exception:  # A socket that went away must not stop the others.
             log.debug("dropping a subscriber of %s that failed to receive", group, exc_info=True)
             unsubscribe(group, subscriber)
-    if settings.CHANNEL_LAYER_SHARED and await _watched_elsewhere(group):
-        layer = get_channel_layer()
-        if layer is not None:
-            await layer.group_send(
-                group, {"type": "relay.frame", "frame": frame, "origin": settings.PROCESS_ID}
-            )
+
+
+def submit_with_watchers(
+    group: str, commands: Sequence[redis_pipe.Command]
+) -> asyncio.Future[list[Any]]:
+    """Queue Redis `commands` (on REDIS_URL) and, after them, the look-up of the processes
+    watching `group` (when the channel layer is shared): one round trip for both. Their
+    place in the pipeline's order is fixed on return; the future has their results, the
+    watchers last (pass them to `relay`)."""
+    if settings.CHANNEL_LAYER_SHARED:
+        commands = [*commands, ("SMEMBERS", _watchers_key(group))]
+    return redis_pipe.pipeliner(settings.REDIS_URL).submit(*commands)
+
+
+async def relay(group: str, frame: str, watchers: list[bytes] | None = None) -> None:
+    """Send `frame` through the channel layer if another process has sockets watching
+    `group` (`watchers`: the look-up's result, if made already)."""
+    if not settings.CHANNEL_LAYER_SHARED:
+        return
+    if not (_elsewhere(watchers) if watchers is not None else await _watched_elsewhere(group)):
+        return
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(
+            group, {"type": "relay.frame", "frame": frame, "origin": settings.PROCESS_ID}
+        )
 
 
 async def _watched_elsewhere(group: str) -> bool:
@@ -138,5 +165,9 @@ async def _watched_elsewhere(group: str) -> bool:
     if not settings.REDIS_URL:
         return True  # a shared layer whose watchers this process cannot know: relay
     [members] = await redis_pipe.run(settings.REDIS_URL, ("SMEMBERS", _watchers_key(group)))
+    return _elsewhere(members)
+
+
+def _elsewhere(members: list[bytes]) -> bool:
     mine = settings.PROCESS_ID.encode()
     return any(member != mine for member in members)

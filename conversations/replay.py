@@ -18,6 +18,7 @@ from . import redis_pipe
 
 KEEP = 512  # batches: at 20 a second, 25 seconds of a reply
 EXPIRY_SECONDS = 3600  # a log whose generation vanished without ending it
+TRIM_EVERY = 32  # batches between trims of a Redis log
 
 
 class ReplayLog(Protocol):
@@ -66,26 +67,33 @@ class RedisLog:
     share round trips, and a read comes after every write submitted before it."""
 
     def __init__(self, url: str) -> None:
-        self._url = url
+        self.url = url
 
     @staticmethod
     def _key(reply_id: int) -> str:
         return f"replay:{reply_id}"
 
+    def reset_commands(self, reply_id: int) -> list[redis_pipe.Command]:
+        return [("DEL", self._key(reply_id))]
+
     async def reset(self, reply_id: int) -> None:
-        await redis_pipe.run(self._url, ("DEL", self._key(reply_id)))
+        await redis_pipe.run(self.url, *self.reset_commands(reply_id))
+
+    def append_commands(self, reply_id: int, seq: int, text: str) -> list[redis_pipe.Command]:
+        """The commands that log a batch, for a caller that sends them with its own. The
+        list is trimmed (and its expiry renewed) with the first batch and every TRIM_EVERY
+        after: one command for most batches, and never more than KEEP + TRIM_EVERY kept."""
+        key = self._key(reply_id)
+        commands: list[redis_pipe.Command] = [("RPUSH", key, f"{seq}:{text}")]
+        if seq % TRIM_EVERY == 1:
+            commands += [("LTRIM", key, -KEEP, -1), ("EXPIRE", key, EXPIRY_SECONDS)]
+        return commands
 
     async def append(self, reply_id: int, seq: int, text: str) -> None:
-        key = self._key(reply_id)
-        await redis_pipe.run(
-            self._url,
-            ("RPUSH", key, f"{seq}:{text}"),
-            ("LTRIM", key, -KEEP, -1),
-            ("EXPIRE", key, EXPIRY_SECONDS),
-        )
+        await redis_pipe.run(self.url, *self.append_commands(reply_id, seq, text))
 
     async def since(self, reply_id: int, after: int) -> list[tuple[int, str]] | None:
-        [raw] = await redis_pipe.run(self._url, ("LRANGE", self._key(reply_id), 0, -1))
+        [raw] = await redis_pipe.run(self.url, ("LRANGE", self._key(reply_id), 0, -1))
         entries = []
         for item in raw:
             seq, _, text = item.decode().partition(":")
@@ -93,7 +101,7 @@ class RedisLog:
         return _covering(entries, after)
 
     async def discard(self, reply_id: int) -> None:
-        await redis_pipe.run(self._url, ("DEL", self._key(reply_id)))
+        await redis_pipe.run(self.url, ("DEL", self._key(reply_id)))
 
 
 _log: MemoryLog | RedisLog | None = None
