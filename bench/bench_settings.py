@@ -2,8 +2,10 @@
 
 channels-redis gives each process one Redis connection pool, which redis-py 8 caps at 100
 connections and which fails ("Too many connections") instead of waiting when a burst of
-sockets opens or hundreds of batches are sent at once. Until chatsite/settings.py sets a
-larger pool (BENCH_LAYER_POOL says how large), the benchmarks set it here.
+sockets opens or hundreds of batches are sent at once; and its reads time out after 5 s,
+as long as the layer's blocking receive waits. Until chatsite/settings.py sets both
+(BENCH_LAYER_POOL says how large a pool; 0 leaves the settings as they are), the
+benchmarks set them here. BENCH_SWITCH_INTERVAL and BENCH_LOOP_LAG_FILE are for profiling.
 """
 
 import os
@@ -14,7 +16,10 @@ from chatsite.settings import CHANNEL_LAYERS, REDIS_URL
 _pool = int(os.environ.get("BENCH_LAYER_POOL", "0"))
 if REDIS_URL and _pool:
     CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
-        {"address": REDIS_URL, "max_connections": _pool}
+        # redis-py 8 also times a read out after 5 s, exactly as long as channels-redis's
+        # BZPOPMIN blocks: a busy event loop then loses the race and the socket's consumer
+        # dies with "Timeout reading from 127.0.0.1:6379".
+        {"address": REDIS_URL, "max_connections": _pool, "socket_timeout": 30}
     ]
 
 _switch = float(os.environ.get("BENCH_SWITCH_INTERVAL", "0"))
@@ -44,9 +49,9 @@ if _lag_file:
                 if time.time() - second >= 1 and waits:
                     ranked = sorted(waits)
                     p50, p99 = ranked[len(ranked) // 2], ranked[int(len(ranked) * 0.99)]
-                    out.write(
-                        f"{time.time():.0f} {p50 * 1e3:.1f} {p99 * 1e3:.1f} {ranked[-1] * 1e3:.1f}\n"
-                    )
+                    top = ranked[-1]
+                    now = time.time()
+                    out.write(f"{now:.0f} {p50 * 1e3:.1f} {p99 * 1e3:.1f} {top * 1e3:.1f}\n")
                     out.flush()
                     waits.clear()
                     second = time.time()

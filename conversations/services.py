@@ -355,8 +355,13 @@ def _lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Conver
     """Inside a transaction: lock the user's row and the conversation's, then check the
     fairness limits, so two requests of one user cannot both pass them. Returns the locked
     conversation."""
-    get_user_model().objects.select_for_update().only("pk").get(pk=user.pk)
-    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    # FOR NO KEY UPDATE: turns of one person still wait for each other, but a row that
+    # merely points at the user or the conversation (a usage record written as another
+    # turn settles, holding its day's spend row) is not held up. With FOR UPDATE the two
+    # deadlocked: this turn holding the user and waiting for the day's spend row, the
+    # settling one holding that row and waiting for the user (its foreign-key check).
+    get_user_model().objects.select_for_update(no_key=True).only("pk").get(pk=user.pk)
+    locked = Conversation.objects.select_for_update(no_key=True).get(pk=conversation.pk)
     active = Message.objects.filter(
         conversation__owner=user,
         role=Message.Role.ASSISTANT,
