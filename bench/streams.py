@@ -1,14 +1,14 @@
 """Many streams at once: what the app adds to each batch on its way to the page.
 
     uv run python bench/streams.py [--clients 100,250,500,1000] [--workers 1,2]
-        [--servers daphne,uvicorn] [--tokens 100] [--ramp SECONDS] [--client-procs 2]
+        [--servers daphne,uvicorn] [--tokens 150] [--ramp SECONDS] [--client-procs 2]
 
 For each server (daphne, uvicorn) and number of worker processes (1, 2), starts a
 production-like stack on loopback (_stack.py: DEBUG off, PostgreSQL with a throwaway
 database, Redis, the claude-4-6 simulator at 200 ms a token in its own process), signs a few
 people up, and for each N opens N websockets as the page does, then sends a message on each
-(spread evenly over `--ramp` seconds: by default 50 sends a second per worker, as 500
-streams of 20 s each would keep starting) asking for `--tokens` tokens with `[sim:stamp]`.
+(spread evenly over `--ramp` seconds: by default 25 sends a second per worker, as 500
+streams of 20 s each keep starting) asking for `--tokens` tokens (30 s) with `[sim:stamp]`.
 With two workers there are two server processes on two ports, and the clients alternate
 between them (the load balancer's job).
 
@@ -295,6 +295,13 @@ def measure(
     }
 
 
+def _exit_on_term() -> None:
+    """A TERM (a timeout ending the run) exits through `finally`: the stack is cleaned up."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def main() -> None:
     if "--client-worker" in sys.argv:
         run_client_worker()
@@ -302,17 +309,18 @@ def main() -> None:
     from _common import sign_up
     from _stack import Stack
 
+    _exit_on_term()
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="100,250,500,1000")
     parser.add_argument("--workers", default="1,2", help="server processes, e.g. 1,2")
     parser.add_argument("--servers", default="daphne,uvicorn")
-    parser.add_argument("--tokens", type=int, default=100, help="tokens a reply")
+    parser.add_argument("--tokens", type=int, default=150, help="tokens a reply")
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument(
         "--ramp",
         type=float,
         default=0,
-        help="seconds to spread the sends over (default: 50 sends a second per worker)",
+        help="seconds to spread the sends over (default: 25 sends a second per worker)",
     )
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--users", type=int, default=8, help="people the streams belong to")
@@ -331,7 +339,7 @@ def main() -> None:
     )
     print(
         f"{args.tokens} tokens a reply at {args.latency_ms:g} ms each, sends spread over "
-        + (f"{args.ramp:g} s" if args.ramp else "N/50 s per worker")
+        + (f"{args.ramp:g} s" if args.ramp else "25 a second per worker")
         + f", {args.client_procs} client processes, {args.users} people; "
         f"logs in {stack.workdir}",
         flush=True,
@@ -362,7 +370,7 @@ def main() -> None:
                         clients,
                         tokens=args.tokens,
                         latency_ms=args.latency_ms,
-                        ramp=args.ramp or clients / (50 * workers),
+                        ramp=args.ramp or clients / (25 * workers),
                         procs=args.client_procs,
                         pids=stack.server_pids,
                         sim_pid=stack.simulator.pid if stack.simulator else 0,

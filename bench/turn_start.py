@@ -106,8 +106,16 @@ async def one_send(url: str, session: str, conversation: str, n: int) -> float:
 STACK: Stack
 
 
+def _exit_on_term() -> None:
+    """A TERM (a timeout ending the run) exits through `finally`: the stack is cleaned up."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def main() -> None:
     global STACK
+    _exit_on_term()
     parser = argparse.ArgumentParser()
     parser.add_argument("--history", type=int, default=1000)
     parser.add_argument("--sends", type=int, default=50)

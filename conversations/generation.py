@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from tenacity import (
     AsyncRetrying,
@@ -539,12 +540,43 @@ def _off_the_shared_thread(func: Callable[..., _T]) -> Callable[..., Awaitable[_
 
 
 def _save(checkpoints: dict[int, tuple[str, int]], heartbeats: set[int]) -> None:
-    with transaction.atomic():
-        for reply_id in sorted(checkpoints):
-            content, seq = checkpoints[reply_id]
-            reply_checkpoint(reply_id=reply_id, content=content, seq=seq)
-        for reply_id in sorted(heartbeats - checkpoints.keys()):
-            reply_heartbeat(reply_id=reply_id)
+    """reply_checkpoint and reply_heartbeat for many replies. On PostgreSQL, one statement
+    each: the per-row ORM work of hundreds of UPDATEs holds the GIL long enough, once a
+    second, to stall the event loop that streams the batches."""
+    touched = sorted(heartbeats - checkpoints.keys())
+    if connections["default"].vendor != "postgresql":
+        with transaction.atomic():
+            for reply_id in sorted(checkpoints):
+                content, seq = checkpoints[reply_id]
+                reply_checkpoint(reply_id=reply_id, content=content, seq=seq)
+            for reply_id in touched:
+                reply_heartbeat(reply_id=reply_id)
+        return
+    table = connections["default"].ops.quote_name(Message._meta.db_table)
+    active = [Message.Status.PENDING.value, Message.Status.STREAMING.value]
+    now = timezone.now()
+    with transaction.atomic(), connections["default"].cursor() as cursor:
+        if checkpoints:
+            ids = sorted(checkpoints)
+            cursor.execute(
+                f"UPDATE {table} AS m SET content = v.content, stream_seq = v.seq, "
+                "status = %s, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::text[], %s::integer[]) AS v(id, content, seq) "
+                "WHERE m.id = v.id AND m.status = ANY(%s)",
+                [
+                    Message.Status.STREAMING.value,
+                    now,
+                    ids,
+                    [checkpoints[i][0] for i in ids],
+                    [checkpoints[i][1] for i in ids],
+                    active,
+                ],
+            )
+        if touched:
+            cursor.execute(
+                f"UPDATE {table} SET updated_at = %s WHERE id = ANY(%s) AND status = ANY(%s)",
+                [now, touched, active],
+            )
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (
