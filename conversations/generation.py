@@ -55,6 +55,7 @@ from .services import CONTINUE, NEW, Turn, reply_checkpoint, reply_finish, reply
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+STOP_REASON_CHARS = Message._meta.get_field("stop_reason").max_length
 
 _running: dict[int, Generation] = {}
 
@@ -370,7 +371,8 @@ class Generation:
         ]
         if status == Message.Status.INTERRUPTED and attempts:
             attempts[-1] = replace(attempts[-1], error_kind="interrupted")
-        stop_reason = end.stop_reason if end else ""
+        # The upstream's word, kept within the column (an unknown, long reason is cut).
+        stop_reason = (end.stop_reason if end else "")[:STOP_REASON_CHARS]
         if self.prefix and not self.parts and status != Message.Status.COMPLETE:
             # A Continue that added nothing (stopped, or failed before any new text): the
             # reply stays as it was, cut off, and can still go on.

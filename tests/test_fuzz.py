@@ -477,3 +477,45 @@ def test_hostile_streams_found_by_fuzzing_end_in_a_typed_event(upstream, body, e
     assert_well_formed(events)
     if encoding:
         assert isinstance(events[-1], StreamError) and events[-1].kind is ErrorKind.MALFORMED
+
+
+async def test_an_unknown_long_stop_reason_is_kept_within_its_column(
+    upstream, alice, alice_cookie, settings
+):
+    """A stop reason the upstream makes up, longer than the column (PostgreSQL would refuse
+    it), ends the turn normally and is stored cut to fit."""
+    from channels.db import database_sync_to_async
+
+    from conversations.models import Message
+
+    from .conftest import communicator, receive_until, send_frame
+
+    reason = "a_stop_reason_nobody_has_heard_of_" * 4
+    blocks = [
+        event_block("message_start", json.dumps({"type": "message_start", "message": {}})),
+        event_block(
+            "content_block_delta",
+            json.dumps(
+                {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "ok"}}
+            ),
+        ),
+        event_block(
+            "message_delta",
+            json.dumps({"type": "message_delta", "delta": {"stop_reason": reason}, "usage": {}}),
+        ),
+        event_block("message_stop", '{"type": "message_stop"}'),
+    ]
+    upstream.answer = Answer(
+        200, [("content-type", "text/event-stream")], ["".join(blocks).encode()]
+    )
+    settings.ANTHROPIC_BASE_URL = f"http://127.0.0.1:{upstream.server_address[1]}"
+    socket = communicator(alice_cookie)
+    assert (await socket.connect())[0]
+    await socket.send_to(text_data=send_frame("Hello", "long-reason"))
+    await receive_until(socket, 'message--assistant" data-status="complete"')
+    await socket.disconnect()
+    reply = await database_sync_to_async(
+        lambda: Message.objects.get(role="assistant", conversation__owner=alice)
+    )()
+    limit = Message._meta.get_field("stop_reason").max_length
+    assert reply.content == "ok" and reply.stop_reason == reason[:limit]
