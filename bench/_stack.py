@@ -124,7 +124,11 @@ class Stack:
                 "--latency-ms", str(self.latency_ms), "--rpm", "100000000",
                 "--burst", "100000000", "--api-key", SIM_KEY, "--daily-limit-usd", "1000000",
             ],
-            cwd=ROOT, env=base, stdout=subprocess.DEVNULL,
+            # bench_settings, for its event-loop lag probe (BENCH_LOOP_LAG_FILE) if asked.
+            cwd=ROOT,
+            env={k: v for k, v in base.items() if k != "BENCH_GC"}
+            | {"DJANGO_SETTINGS_MODULE": "bench.bench_settings"},
+            stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "simulator.log").open("wb"),
         )  # fmt: skip
         self.template = f"bench_tpl_{os.getpid()}"

@@ -61,3 +61,32 @@ if _lag_file:
         _run_forever(self)
 
     asyncio.BaseEventLoop.run_forever = _run_forever_watched  # type: ignore[method-assign]
+
+if os.environ.get("BENCH_NO_REDIS"):
+    # For bisecting only: one process, in-memory channel layer, replay log and limiter.
+    REDIS_URL = ""
+    CHANNEL_LAYER_SHARED = False
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    SILENCED_SYSTEM_CHECKS = ["conversations.E001"]
+
+if os.environ.get("BENCH_MEMORY_LAYER"):
+    # For bisecting only: the replay log and limiter in Redis, the channel layer in memory.
+    CHANNEL_LAYER_SHARED = False
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    SILENCED_SYSTEM_CHECKS = ["conversations.E001"]
+
+_gc = os.environ.get("BENCH_GC", "")
+if _gc:
+    # Garbage-collector experiments: "off" (none at all), or "freeze" (what exists after
+    # start-up is never scanned again) with gen-0 threshold "freeze:50000".
+    import gc
+
+    if _gc == "off":
+        gc.disable()
+    elif _gc.startswith("freeze"):
+        _threshold = int(_gc.partition(":")[2] or 0)
+        if _threshold:
+            gc.set_threshold(_threshold, 10, 10)
+        import threading
+
+        threading.Timer(3.0, gc.freeze).start()  # after the app has loaded

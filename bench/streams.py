@@ -33,6 +33,7 @@ import asyncio
 import html
 import json
 import math
+import os
 import re
 import statistics
 import subprocess
@@ -136,7 +137,14 @@ async def client_worker(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_client_worker() -> None:
+    import gc
+
+    # The clients' own pauses would count as the server's: no collections while measuring
+    # (a client process lives for one run and keeps every figure it measured).
+    gc.disable()
     config = json.loads(sys.stdin.readline())
+    if config.get("nice"):
+        os.nice(config["nice"])
     print(json.dumps(asyncio.run(client_worker(config))), flush=True)
 
 
@@ -161,6 +169,8 @@ def measure(
     pids: list[int],
     sim_pid: int,
     profile: Path | None = None,
+    raw: Path | None = None,
+    nice: int = 0,
 ) -> dict[str, Any]:
     from _stack import cpu_seconds, load_average, machine_busy, rss_mb
 
@@ -181,6 +191,7 @@ def measure(
             "tokens": tokens,
             "ramp": ramp,
             "timeout": timeout,
+            "nice": nice,
         }
         assert worker.stdin is not None and worker.stdout is not None
         worker.stdin.write(json.dumps(config) + "\n")
@@ -240,6 +251,8 @@ def measure(
         spy.wait(timeout=60)
     done.set()
     sampler.join()
+    if raw is not None:  # every batch's latency and arrival, per stream, for a closer look
+        raw.write_text(json.dumps([{"added": r["added"], "at": r["at"]} for r in results]))
     added = sorted(x for r in results for x in r["added"])
     ttfts = sorted(r["ttft"] - latency_ms / 1000 for r in results if r["ttft"] is not None)
     at = sorted(x for r in results for x in r["at"])
@@ -324,6 +337,14 @@ def main() -> None:
     )
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--users", type=int, default=8, help="people the streams belong to")
+    parser.add_argument(
+        "--gc",
+        default="",
+        help="the app's garbage collector (bench_settings.py): off, freeze, freeze:50000",
+    )
+    parser.add_argument(
+        "--client-nice", type=int, default=0, help="the clients' niceness change (-10: first)"
+    )
     parser.add_argument("--uvicorn-ws", default="auto", help="uvicorn's --ws")
     parser.add_argument("--redis-db", type=int, default=13)
     parser.add_argument("--hold", type=float, default=0, help="seconds to wait before each N")
@@ -331,6 +352,8 @@ def main() -> None:
     parser.add_argument("--layer-pool", type=int, default=1000, help="bench_settings.py")
     args = parser.parse_args()
 
+    if args.gc:
+        os.environ["BENCH_GC"] = args.gc
     stack = Stack(
         Path(tempfile.mkdtemp(prefix="bench-streams-")),
         latency_ms=args.latency_ms,
@@ -340,7 +363,9 @@ def main() -> None:
     print(
         f"{args.tokens} tokens a reply at {args.latency_ms:g} ms each, sends spread over "
         + (f"{args.ramp:g} s" if args.ramp else "25 a second per worker")
-        + f", {args.client_procs} client processes, {args.users} people; "
+        + f", {args.client_procs} client processes, {args.users} people"
+        + (f", app GC {args.gc}" if args.gc else "")
+        + "; "
         f"logs in {stack.workdir}",
         flush=True,
     )
@@ -379,6 +404,8 @@ def main() -> None:
                             if args.profile
                             else None
                         ),
+                        raw=stack.workdir / f"batches-{server}-{workers}-{clients}.json",
+                        nice=args.client_nice,
                     )
                     shares = "+".join(f"{s:.0%}" for s in r["cpu_share"])
                     errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items())
