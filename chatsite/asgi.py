@@ -30,3 +30,21 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+
+def _tune_garbage_collection() -> None:
+    """Freeze what loading the app made (it lives as long as the process) out of every
+    collection, and collect the young generation less often: see GC_TUNING in settings.
+    Here, at the end of loading, in each server process (uvicorn's workers import this
+    module themselves)."""
+    import gc
+
+    from django.conf import settings
+
+    if settings.GC_TUNING:
+        gc.set_threshold(settings.GC_GEN0_THRESHOLD, 10, 10)
+        gc.collect()
+        gc.freeze()
+
+
+_tune_garbage_collection()

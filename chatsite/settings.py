@@ -190,7 +190,17 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # One connection pool a process. redis-py's default (100 connections, then
+                # "Too many connections" instead of waiting) failed turns in a burst of
+                # sockets; its 5 s read timeout is as long as the layer's blocking receive,
+                # which a busy event loop then loses (bench/RESULTS.md, 2026-11-30).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": envint("CHANNEL_LAYER_POOL", 1000),
+                        "socket_timeout": 30,
+                    }
+                ],
                 # A streaming reply sends many small messages: room for bursts, and
                 # short expiry so a dead socket's backlog does not pile up.
                 "capacity": envint("CHANNEL_LAYER_CAPACITY", 1000),
@@ -330,6 +340,14 @@ HTTP_MAX_BODY_BYTES = envint("HTTP_MAX_BODY_BYTES", 3 * 1024 * 1024)
 
 # /metrics answers staff users, and requests with "Authorization: Bearer METRICS_TOKEN".
 METRICS_TOKEN = envstr("METRICS_TOKEN", "")
+
+# Python's garbage collector: with hundreds of streams, its full collections (every few
+# seconds, scanning everything the app has loaded) paused the process for 150-250 ms, the
+# whole p99 of a batch. With GC_TUNING the app's start-up objects are frozen out of every
+# collection and young collections run every GC_GEN0_THRESHOLD allocations instead of 700
+# (chatsite/asgi.py; bench/RESULTS.md, 2026-11-30).
+GC_TUNING = envbool("GC_TUNING", True)
+GC_GEN0_THRESHOLD = envint("GC_GEN0_THRESHOLD", 50_000)
 
 # Identifies this process on the channel layer, so it can skip batches it made itself.
 PROCESS_ID = uuid.uuid4().hex
