@@ -20,7 +20,6 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections, transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from tenacity import (
     AsyncRetrying,
@@ -51,7 +50,7 @@ from . import frames, hub, redis_pipe
 from .models import Message
 from .rendering import render_markdown
 from .replay import RedisLog, replay_log
-from .services import CONTINUE, NEW, Turn, reply_checkpoint, reply_finish, reply_heartbeat
+from .services import CONTINUE, NEW, Turn, replies_checkpoint, reply_finish
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -520,7 +519,9 @@ class _Writer:
             heartbeats, self._heartbeats = self._heartbeats, set()
             waiting, self._waiting = self._waiting, []
             try:
-                await _off_the_shared_thread(_save)(checkpoints, heartbeats)
+                await _off_the_shared_thread(replies_checkpoint)(
+                    checkpoints=checkpoints, heartbeats=heartbeats
+                )
             except Exception as exc:
                 for future in waiting:
                     if not future.done():
@@ -539,46 +540,6 @@ def _off_the_shared_thread(func: Callable[..., _T]) -> Callable[..., Awaitable[_
     database locks whole tables)."""
     parallel = connections["default"].vendor != "sqlite"
     return database_sync_to_async(func, thread_sensitive=not parallel)  # type: ignore[return-value]
-
-
-def _save(checkpoints: dict[int, tuple[str, int]], heartbeats: set[int]) -> None:
-    """reply_checkpoint and reply_heartbeat for many replies. On PostgreSQL, one statement
-    each: the per-row ORM work of hundreds of UPDATEs holds the GIL long enough, once a
-    second, to stall the event loop that streams the batches."""
-    touched = sorted(heartbeats - checkpoints.keys())
-    if connections["default"].vendor != "postgresql":
-        with transaction.atomic():
-            for reply_id in sorted(checkpoints):
-                content, seq = checkpoints[reply_id]
-                reply_checkpoint(reply_id=reply_id, content=content, seq=seq)
-            for reply_id in touched:
-                reply_heartbeat(reply_id=reply_id)
-        return
-    table = connections["default"].ops.quote_name(Message._meta.db_table)
-    active = [Message.Status.PENDING.value, Message.Status.STREAMING.value]
-    now = timezone.now()
-    with transaction.atomic(), connections["default"].cursor() as cursor:
-        if checkpoints:
-            ids = sorted(checkpoints)
-            cursor.execute(
-                f"UPDATE {table} AS m SET content = v.content, stream_seq = v.seq, "
-                "status = %s, updated_at = %s "
-                "FROM unnest(%s::bigint[], %s::text[], %s::integer[]) AS v(id, content, seq) "
-                "WHERE m.id = v.id AND m.status = ANY(%s)",
-                [
-                    Message.Status.STREAMING.value,
-                    now,
-                    ids,
-                    [checkpoints[i][0] for i in ids],
-                    [checkpoints[i][1] for i in ids],
-                    active,
-                ],
-            )
-        if touched:
-            cursor.execute(
-                f"UPDATE {table} SET updated_at = %s WHERE id = ANY(%s) AND status = ANY(%s)",
-                [now, touched, active],
-            )
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = (

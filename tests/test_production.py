@@ -146,7 +146,7 @@ def test_several_workers_without_redis_are_refused_before_anything_is_done(tmp_p
     ],
 )
 def test_impossible_server_options_are_refused(settings, options, message):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    settings.CHANNEL_LAYER_SHARED = True  # as with REDIS_URL: only the options are wrong
     with pytest.raises(CommandError, match=message):
         call_command("serve", **options)
 

@@ -220,26 +220,12 @@ def refuse_unsafe_workers(*, workers: int, server: str) -> None:
             "daphne serves one process: several workers are run by uvicorn "
             "(leave out --server, or use --server uvicorn)."
         )
-    if server == "uvicorn" and not uvicorn_speaks_websockets():
-        raise CommandError(
-            "uvicorn found no websocket library, so it would serve pages but no chat: "
-            "install `websockets` (a dependency in pyproject.toml: run `uv sync`)."
-        )
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    if workers > 1 and backend.endswith("InMemoryChannelLayer"):
+    if workers > 1 and not settings.CHANNEL_LAYER_SHARED:
         raise CommandError(
             f"--workers {workers} needs REDIS_URL: with the in-memory channel layer a "
             "socket in one worker process would not see a reply generated in another. "
             "Set REDIS_URL (e.g. redis://127.0.0.1:6379/0), or serve one process."
         )
-
-
-def uvicorn_speaks_websockets() -> bool:
-    """uvicorn speaks websockets through a library it does not depend on (`websockets` or
-    `wsproto`); without one it answers every websocket handshake with 404."""
-    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
-
-    return AutoWebSocketsProtocol is not None
 
 
 def prepare_metrics_directory(workers: int) -> Callable[[], None]:
