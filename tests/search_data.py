@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 
 from conversations.models import Conversation, Message
+from conversations.rendering import render_markdown
 
 QUERY = "capital France"
 
@@ -22,7 +23,11 @@ def make_conversations() -> None:
         for question, answer in pairs:
             asked = Message.objects.create(conversation=made, role="user", content=question)
             Message.objects.create(
-                conversation=made, role="assistant", content=answer, reply_to=asked
+                conversation=made,
+                role="assistant",
+                content=answer,
+                content_html=render_markdown(answer),
+                reply_to=asked,
             )
 
     conversation(alice, "France, <b>capital</b> of cheese")
