@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 from django.conf import settings
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth.forms import UserCreationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -23,7 +23,8 @@ def signup(request: HttpRequest) -> HttpResponse:
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat")
-    return render(request, "accounts/signup.html", {"form": form})
+    first_account = not get_user_model().objects.exists()
+    return render(request, "accounts/signup.html", {"form": form, "first_account": first_account})
 
 
 def locked_out(

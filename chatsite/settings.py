@@ -62,6 +62,8 @@ def envlist(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = envbool("DEBUG", True)
+# The product's name, on the sign-in page and the error pages.
+SITE_NAME = envstr("SITE_NAME") or "Chat for claude-4-6"
 # The default key is only good for a laptop: with DEBUG off, a startup check refuses it.
 DEFAULT_SECRET_KEY = "insecure-development-key-change-me"
 SECRET_KEY = envstr("SECRET_KEY", DEFAULT_SECRET_KEY)
@@ -138,6 +140,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A 404 is the app's friendly page with DEBUG on too (templates/404.html).
+    "chatsite.pages.FriendlyNotFoundMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into the "try again later" page.
@@ -157,6 +161,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chatsite.pages.site",
             ],
         },
     }

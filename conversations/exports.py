@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
+
+from markdown_it import MarkdownIt
 
 from .models import Conversation, Message
 from .selectors import shown_messages
@@ -20,6 +23,47 @@ def filename(conversation: Conversation) -> str:
     return (name or "conversation")[:60]
 
 
+# A message's own headings go this many levels down, so the file's structure cannot be
+# mistaken: its title is the only `#`, each turn a `##`, and a message's headings `###` or
+# deeper (levels past 6 stay at 6, still under their turn).
+HEADING_SHIFT = 2
+_LEAD = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?[ \t>]*")
+_ATX = re.compile(r"^(?P<lead>" + _LEAD.pattern + r")#{1,6}(?=[ \t]|$)")
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    # The parser the page renders with (rendering.py), so what is a heading here is one there.
+    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+
+
+def shift_headings(text: str, by: int = HEADING_SHIFT) -> str:
+    """`text` with each Markdown heading `by` levels deeper (at most 6). Only real headings
+    move: a `#` inside a code block or a paragraph is left alone. Underlined headings
+    (`Title` over `===`) become `#` headings, the one form that can go deeper than 2."""
+    text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    dropped: set[int] = set()
+    for token in _parser().parse(text):
+        if token.type != "heading_open" or token.map is None:
+            continue
+        level = min(int(token.tag[1]) + by, 6)
+        start, end = token.map
+        if token.markup.startswith("#"):
+            lines[start] = _ATX.sub(rf"\g<lead>{'#' * level}", lines[start], count=1)
+            continue
+        # Underlined: the text lines, then the underline. The first line keeps its
+        # container's prefix (a quote's `>`, a list item's marker).
+        lead = _LEAD.match(lines[start])[0]  # type: ignore[index]
+        words = " ".join(
+            [lines[start][len(lead) :].strip()]
+            + [line.strip(" \t>") for line in lines[start + 1 : end - 1]]
+        )
+        lines[start] = f"{lead}{'#' * level} {words}"
+        dropped.update(range(start + 1, end))
+    return "\n".join(line for index, line in enumerate(lines) if index not in dropped)
+
+
 def as_markdown(conversation: Conversation) -> str:
     lines = [f"# {conversation.display_title}", ""]
     if conversation.system_prompt:
@@ -29,7 +73,7 @@ def as_markdown(conversation: Conversation) -> str:
             lines += ["## You", ""]
         else:
             lines += [f"## {message.model_name or message.model or 'Assistant'}", ""]
-        lines += [message.content or "", ""]
+        lines += [shift_headings(message.content or ""), ""]
         if message.error_text:
             lines += [f"> {message.error_text}", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -4,7 +4,7 @@ from the ledgers (DailySpend, UsageRecord); charts are SVG drawn here, nothing f
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.contrib.auth import get_user_model
@@ -17,8 +17,15 @@ from billing import meter
 from billing.models import DailySpend, UsageRecord
 from conversations.models import Conversation
 
+from .labels import error_kind_label
+
 DAYS = 30
 CHART_HEIGHT = 120
+BAR_PITCH = 20  # viewBox units per day; each bar is 16 wide
+# Days labelled under a chart: every 7th, counting back from today (the newest is always
+# labelled). On a phone only every 14th shows (CSS), so labels never run together.
+TICK_EVERY = 7
+PHONE_TICK_EVERY = 14
 
 
 @dataclass
@@ -28,26 +35,74 @@ class Bar:
     label: str
     x: int = 0
     height: int = 0
+    tick: str = ""  # "", "week" (labelled on wide screens) or "always"
 
     @property
     def y(self) -> int:
         return CHART_HEIGHT - self.height
 
 
-def bars(values: dict[date, int], end: date, fmt=str) -> list[Bar]:  # type: ignore[no-untyped-def]
-    """One bar per day of the last DAYS days, scaled to the chart's height."""
+@dataclass
+class Chart:
+    """One bar per day, on a scale whose top is a round figure, with the scale's figures
+    (top first, as the page lists them beside the chart)."""
+
+    bars: list[Bar]
+    scale: list[str]
+    gridlines: list[int] = field(default_factory=list)  # y of each figure's line
+
+
+MAX_INTERVALS = 5
+
+
+def nice_scale(largest: int) -> tuple[int, int]:
+    """The step and the number of intervals of a scale reaching at least `largest`: the
+    step the smallest of 1, 2, 5, 10, 20, 50… (whole units) that needs at most
+    MAX_INTERVALS intervals, so the top figure is round and the tallest bar fills most of
+    the height."""
+    largest = max(1, largest)
+    magnitude = 1
+    while True:
+        for base in (1, 2, 5):
+            step = base * magnitude
+            intervals = -(-largest // step)
+            if intervals <= MAX_INTERVALS:
+                return step, intervals
+        magnitude *= 10
+
+
+def day_chart(values: dict[date, int], end: date, fmt=str) -> Chart:  # type: ignore[no-untyped-def]
+    """The last DAYS days, one bar each, scaled to a round top figure."""
     days = [end - timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
-    top = max([values.get(day, 0) for day in days] + [1])
-    return [
-        Bar(
-            day=day,
-            value=values.get(day, 0),
-            label=fmt(values.get(day, 0)),
-            x=index * 20,
-            height=round(values.get(day, 0) / top * CHART_HEIGHT),
+    largest = max(values.get(day, 0) for day in days)
+    step, intervals = nice_scale(largest)
+    top = step * intervals
+    chart_bars = []
+    for index, day in enumerate(days):
+        from_end = DAYS - 1 - index
+        tick = ""
+        if from_end % PHONE_TICK_EVERY == 0:
+            tick = "always"
+        elif from_end % TICK_EVERY == 0:
+            tick = "week"
+        value = values.get(day, 0)
+        chart_bars.append(
+            Bar(
+                day=day,
+                value=value,
+                label=fmt(value),
+                x=index * BAR_PITCH,
+                height=round(value / top * CHART_HEIGHT),
+                tick=tick,
+            )
         )
-        for index, day in enumerate(days)
-    ]
+    if not largest:  # nothing to scale: the baseline alone
+        return Chart(bars=chart_bars, scale=[fmt(0)], gridlines=[CHART_HEIGHT])
+    return Chart(
+        bars=chart_bars,
+        scale=[fmt(step * n) for n in range(intervals, -1, -1)],
+        gridlines=[CHART_HEIGHT - n * CHART_HEIGHT // intervals for n in range(intervals + 1)],
+    )
 
 
 def percentile(values: list[int], share: float) -> int | None:
@@ -109,9 +164,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "spent_today": meter.format_usd(spent_today),
         "cap": meter.format_usd(cap),
         "cap_percent": min(100, round(spent_today / cap * 100)) if cap else 0,
-        "spend_bars": bars(service, today, meter.format_usd),
-        "error_bars": bars(errors_by_day, today),
-        "errors_by_kind": errors_by_kind,
+        "spend_chart": day_chart(service, today, meter.format_usd),
+        "error_chart": day_chart(errors_by_day, today),
+        "errors_by_kind": [
+            {**row, "label": error_kind_label(row["error_kind"])} for row in errors_by_kind
+        ],
         "top_users": top_users,
         "ttft": {
             "p50": percentile(ttfts, 0.50),
@@ -123,7 +180,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "retries": upstream["retries"] or 0,
         "requests": upstream["requests"],
         "chart_height": CHART_HEIGHT,
-        "chart_width": DAYS * 20,
+        "chart_width": DAYS * BAR_PITCH,
     }
     return render(request, "support/dashboard.html", context)
 
@@ -156,9 +213,9 @@ def usage(request: HttpRequest) -> HttpResponse:
         "spend": spend,
         "left": meter.format_usd(max(0, spend.cap_micros - spend.spent_micros)),
         "resets_at": meter.resets_at(today),
-        "spend_bars": bars(mine, today, meter.format_usd),
+        "spend_chart": day_chart(mine, today, meter.format_usd),
         "per_conversation": per_conversation,
         "chart_height": CHART_HEIGHT,
-        "chart_width": DAYS * 20,
+        "chart_width": DAYS * BAR_PITCH,
     }
     return render(request, "support/usage.html", context)

@@ -77,7 +77,7 @@ def test_support_sees_a_dashboard_that_matches_the_database(tmp_path):
         assert float(today_bar.get_attribute("height")) > 0  # the tallest bar: full height
         error_bars = support.get_by_role("img", name="Failed upstream requests per day")
         expect(error_bars.locator("rect").last).to_have_attribute("data-value", "1")
-        expect(support.locator("#errors-by-kind")).to_contain_text("authentication")
+        expect(support.locator("#errors-by-kind")).to_contain_text("Provider key refused")
         expect(support.locator("#top-users")).to_contain_text("alice")
         expect(support.locator("#requests")).to_have_text(str(requests))
 

@@ -148,6 +148,30 @@ def test_export_as_markdown_and_json_keeps_every_script(alice):
     assert data["messages"][0]["content"] == WORLD
 
 
+def test_the_markdown_export_keeps_each_turn_above_the_replies_own_headings(alice):
+    reply = (
+        "# Overview\n\nIntro.\n\n## Details\n\n- a\n\nSub part\n--------\n\n"
+        "```python\n# a comment, not a heading\n```\n\n> ### Quoted\n\n###### Deepest"
+    )
+    conversation = conversation_with(alice, ("# My question\n\nWhy?", reply), title="Doc")
+    text = client_for(alice).get(f"{conversation.get_absolute_url()}export.md").content.decode()
+    lines = text.splitlines()
+    # The title is the only level-1 heading (the other `# ` line is code, left alone) and
+    # the turns the only level-2 ones.
+    assert [line for line in lines if line.startswith("# ")] == [
+        "# Doc",
+        "# a comment, not a heading",
+    ]
+    code = lines.index("# a comment, not a heading")
+    assert lines[code - 1] == "```python" and lines[code + 1] == "```"
+    assert [line for line in lines if line.startswith("## ")] == ["## You", "## claude-4-6"]
+    assert "### My question" in lines and "Why?" in lines
+    assert "### Overview" in lines and "#### Details" in lines and "#### Sub part" in lines
+    assert "--------" not in lines  # the underlined heading became a `#` one
+    assert "> ##### Quoted" in lines and "###### Deepest" in lines
+    assert lines.index("## You") < lines.index("### My question") < lines.index("## claude-4-6")
+
+
 @pytest.mark.parametrize(
     ("method", "suffix"),
     [

@@ -55,6 +55,7 @@ NOT_OBJECT_SCOPED: dict[str, str] = {
     "login": "no object",
     "logout": "the requester's own session",
     "set_language": "a cookie of the requester's",
+    "favicon": "no object (a static file)",
     "healthz": "no object",
     "readyz": "no object",
     "metrics": "staff or a token; aggregates only",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from importlib import import_module
 
 import pytest
@@ -240,7 +241,15 @@ def test_the_dashboard_shows_the_ledgers(root, helper, alice, bob):
     assert "$0.0042 of $100.00" in page
     assert page.index("alice") < page.index("bob")  # top users, highest first
     assert f'data-day="{day:%Y-%m-%d}" data-value="4200"' in page
-    assert "<td>rate_limit</td><td>1</td>" in page and "<td>overloaded</td><td>1</td>" in page
+    # Error kinds in words, not codes (Step 10: the support pages used to show the codes).
+    assert '<tr data-kind="rate_limit"><td>Rate-limited by the provider</td><td>1</td>' in page
+    assert '<tr data-kind="overloaded"><td>Provider overloaded</td><td>1</td>' in page
+    assert "<td>rate_limit</td>" not in page
+    # The spend chart's scale: round figures up to just above the largest day ($0.0042).
+    scale = re.search(r'<div class="chart-scale"[^>]*>(.*?)</div>', page, re.S)[1]
+    assert re.findall(r"<span>(.*?)</span>", scale) == [
+        meter.format_usd(micros) for micros in (5000, 4000, 3000, 2000, 1000, 0)
+    ]
     assert 'id="ttft">400 / 490 / 498 ms' in page  # median of 300 and 500
     assert 'id="rate-limited">1<' in page and 'id="retries">1<' in page
 
@@ -325,3 +334,34 @@ def test_usage_csv_cells_never_run_as_formulas(root):
 
 def test_a_page_number_out_of_range_is_the_last_page_not_an_error(alice):
     assert web(alice).get("/conversations/?page=99999999999999999999999").status_code == 200
+
+
+def test_every_error_kind_has_words_on_the_support_pages():
+    from billing.errors import CATALOG
+    from support.labels import error_kind_label
+
+    for kind in CATALOG:
+        label = error_kind_label(kind)
+        assert label and label != kind and "_" not in label, kind
+
+
+def test_chart_scales_are_round_and_fit_the_largest_day():
+    from datetime import date
+
+    from support.views import CHART_HEIGHT, day_chart, nice_scale
+
+    assert nice_scale(0) == (1, 1)
+    assert nice_scale(3) == (1, 3)
+    assert nice_scale(7) == (2, 4)
+    assert nice_scale(4_200) == (1_000, 5)
+    assert nice_scale(100) == (20, 5)
+    today = date(2026, 12, 2)
+    chart = day_chart({today: 7}, today)
+    assert chart.scale == ["8", "6", "4", "2", "0"]
+    assert chart.gridlines == [CHART_HEIGHT, 90, 60, 30, 0]
+    assert chart.bars[-1].height == round(7 / 8 * CHART_HEIGHT)
+    # Days labelled: today and every 7th before it; on a phone every 14th.
+    assert [bar.tick for bar in chart.bars if bar.tick][-1] == "always"
+    assert [n for n, bar in enumerate(chart.bars) if bar.tick] == [1, 8, 15, 22, 29]
+    assert [n for n, bar in enumerate(chart.bars) if bar.tick == "always"] == [1, 15, 29]
+    assert day_chart({}, today).scale == ["0"]
