@@ -73,12 +73,11 @@ class StreamRenderer:
 
     def __init__(self, text: str = "") -> None:
         self.text = ""  # normalised as markdown-it does: \r\n and \r are \n, NUL is U+FFFD
-        self._cr = False  # the text so far ended with \r: a \n starting the next batch is its
+        self._cr = False  # the text ended with \r: a \n starting the next batch belongs to it
         self._done: list[str] = []  # the finished part, block by block
         self._done_end = 0  # offset in the text where the open part begins
         self._env: dict[str, Any] = {}  # link references the finished part defined
-        self._open: str | None = ""  # the open part as last sent; None: the page shows other
-
+        self._open: str | None = ""  # the open part as sent; None: the page shows another
         self._fence: _Fence | None = None
         self._code: list[str] = []  # the open fence's code, as shown (escaped)
         if text:
@@ -119,12 +118,8 @@ class StreamRenderer:
                 if self._fence is None:
                     break
                 # A code fence opened: it replaces the open part, its code appended after.
-                opened, code, self._code, self._open = (
-                    self._fence_html(self._fence, ""),
-                    [],
-                    [],
-                    None,
-                )
+                opened, code = self._fence_html(self._fence, ""), []
+                self._code, self._open = [], None
             fence = self._fence
             end = self._closing(fence)
             if end is None:

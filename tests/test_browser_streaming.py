@@ -21,11 +21,14 @@ WATCH = """
 window.__formed = {};
 window.__last = null;
 window.__caret = false;
+window.__openCode = "";
 function look() {
   const box = [...document.querySelectorAll("article.message--assistant .stream-text")].pop();
   if (!box) return;
   for (const tag of ["h2", "ul", "table", "pre"])
     if (box.querySelector(tag)) window.__formed[tag] = true;
+  const code = box.querySelector(".stream-open pre code");  // a code block still open
+  if (code && code.textContent.includes("return sum(")) window.__openCode = code.textContent;
   const paragraphs = box.querySelectorAll(":scope > div > p");
   const last = paragraphs[paragraphs.length - 1];
   if (last) {
@@ -92,6 +95,8 @@ def test_a_reply_takes_its_form_as_it_streams_and_does_not_move_when_it_ends(
         assert streamed_text == text, "the last batch showed the whole last paragraph"
         assert abs(top - streamed_top) <= line, (streamed_top, top, line)
         assert page.evaluate("window.__caret"), "a typing cursor while it was written"
+        # The Python code block was a code block while it was written, its text appended.
+        assert page.evaluate("window.__openCode").startswith("def ")
         assert caret == "none", "no cursor once it has ended"
         # No raw Markdown on the page at any point of the end state.
         body = newest_reply(page).locator(".markdown")
