@@ -443,8 +443,13 @@ class Generation:
             if self._last_flush:
                 metrics.BATCH_GAP.observe(now - self._last_flush)
             self._last_flush = now
-            # The renderer's work is bounded by the batch and the block being written.
-            ops = self.renderer.feed(text)
+            # The renderer's work is bounded by the batch and the block being written; the
+            # batch that closes a code block renders it whole (Pygments: tens of ms for a
+            # long one), off the event loop, so the other streams do not wait for it.
+            if self.renderer.closes_a_fence(text):
+                ops = await sync_to_async(self.renderer.feed, thread_sensitive=False)(text)
+            else:
+                ops = self.renderer.feed(text)
             replay, frame = replay_log(), frames.batch(self.reply_id, self.seq, ops)
             if isinstance(replay, RedisLog) and replay.url == settings.REDIS_URL:
                 # Logged before it is sent, in order: the log's commands are queued first

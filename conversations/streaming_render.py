@@ -131,6 +131,15 @@ class StreamRenderer:
             self._fence, self._code, code = None, [], []
         return Ops(done="".join(done), open=opened, code="".join(code))
 
+    def closes_a_fence(self, chunk: str) -> bool:
+        """Whether `chunk` completes a line that closes the open code fence: the batch that
+        renders (and highlights) the whole code block, a block's worth of work."""
+        fence = self._fence
+        if fence is None or "\n" not in chunk:
+            return False
+        lines = (self.text[fence.line :] + chunk).split("\n")[:-1]
+        return any(self._closes(fence, line.rstrip("\r")) for line in lines)
+
     def finish(self) -> tuple[str, bool]:
         """The reply's final HTML (the one-shot render), and whether the page's copy already
         shows exactly that (it does unless a link reference was defined after its use)."""

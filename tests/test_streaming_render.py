@@ -166,6 +166,17 @@ def test_an_open_code_block_grows_by_appended_escaped_text_only():
     assert ops.open == "" and '<span class="nb">print</span>' in ops.done
 
 
+def test_the_batch_that_closes_a_code_block_is_known_before_it_is_rendered():
+    # generation.flush renders that one off the event loop: it highlights the whole block.
+    renderer = StreamRenderer("```python\nx = 1\n")
+    assert not renderer.closes_a_fence("y = 2\n") and not renderer.closes_a_fence("``")
+    renderer.feed("``")
+    assert not renderer.closes_a_fence("`")  # the line is not complete yet
+    assert renderer.closes_a_fence("`\n")
+    assert "<span" in renderer.feed("`\n").done
+    assert not renderer.closes_a_fence("```\n")  # no code block open: a new one opens
+
+
 def test_a_line_that_may_close_the_fence_waits_for_its_end():
     renderer = StreamRenderer("```\ncode\n")
     assert renderer.feed("``").code == ""
