@@ -2,17 +2,18 @@
 
     uv run python bench/stream_render.py [--tokens 4096] [--tokens-per-batch 1,4] [--runs 3]
 
-Streams three replies of `--tokens` tokens (the simulator's tokenizer) through what the
+Streams four replies of `--tokens` tokens (the simulator's tokenizer) through what the
 server does for each batch of a reply being written (conversations/streaming_render.py:
 `StreamRenderer.feed`, then `frames.batch`): one Python code block; prose (paragraphs of
-about 80 tokens); and the simulator's mixed reply (a heading, a paragraph, a list, code,
-then paragraphs). A batch is `--tokens-per-batch` tokens: 1 is the model card's 200 ms a
-token with the app's 50 ms batches, the worst case (the most batches); 4 is a faster
-model. Prints, per reply, the median and 99th percentile µs per batch, the µs of its
-slowest batch and of its slowest on the event loop (the app renders the batch that closes
-a code block, the whole block highlighted, in a thread), the total ms for the whole reply,
-the one-shot render of the whole reply (what the reply is stored with), and whether the
-streamed result equals that render.
+about 80 tokens); the simulator's mixed reply (a heading, a paragraph, a list, code, then
+paragraphs); and one long list (a list may still change until it ends: it is re-rendered
+whole each batch, so its cost grows with the list). A batch is `--tokens-per-batch`
+tokens: 1 is the model card's 200 ms a token with the app's 50 ms batches, the worst case
+(the most batches); 4 is a faster model. Prints, per reply, the median and 99th
+percentile µs per batch, the µs of its slowest batch and of its slowest on the event
+loop (the app renders the batch that closes a code block, the whole block highlighted, in
+a thread), the total ms for the whole reply, the one-shot render of the whole reply (what
+the reply is stored with), and whether the streamed result equals that render.
 The code block must cost no more per batch than prose: its batches append escaped text.
 """
 
@@ -40,11 +41,13 @@ def replies(tokens: int) -> dict[str, list[str]]:
     prose = ""
     for n, word in enumerate(prose_words * (tokens // len(prose_words) + 2)):
         prose += word + (".\n\n" if n % 80 == 79 else "")
+    items = "".join(f"- {' '.join(prose_words[n % 50 : n % 50 + 12])}\n" for n in range(tokens))
     closing = tokenize("\n```\n")
     return {
         "one code block": tokenize(code)[: tokens - len(closing)] + closing,
         "prose": tokenize(prose)[:tokens],
         "mixed (simulator)": tokenize(reply_text("Tell me about latency", tokens=tokens)),
+        "one long list": tokenize(items)[:tokens],
     }
 
 
