@@ -17,10 +17,11 @@ it receives, the time since the newest token in it left the simulator (the simul
 each token with its emission time): the server-added latency (HTTP from the simulator,
 parsing, batching, the replay log, the socket). It also measures time to first token minus
 the model's own latency (the turn start, the upstream request, the first batch), and checks
-its stream: sequence numbers 1, 2, 3... with no gap and no repeat, and the text received
-equal to what the simulator sent. "Steady" figures count only the batches received while
-every stream was open and streaming (after the last one's first batch, before the first
-one's last): N streams at once, no turn starting or ending.
+its stream: sequence numbers 1, 2, 3... with no gap and no repeat, and the words of the
+formatted text it built from the batches (finished blocks appended, the open block
+replaced, code appended) equal to the words the simulator sent. "Steady" figures count
+only the batches received while every stream was open and streaming (after the last one's
+first batch, before the first one's last): N streams at once, no turn starting or ending.
 
 Everything (app, simulator, Redis, PostgreSQL, clients) shares the machine's cores, which
 is counted in the figures, not subtracted.
@@ -48,7 +49,31 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-BATCH = re.compile(r'beforeend:#m-\d+-text"><span data-seq="(\d+)">(.*?)</span></div>', re.S)
+BATCH = re.compile(r'^<div hx-swap-oob="beforeend:#m-(\d+)-done" data-seq="(\d+)">', re.S)
+WORD = re.compile(r"\w+")
+
+
+def apply_batch(page: dict[str, str], frame: str, reply: str) -> None:
+    """Apply a batch frame to the page's copy of a reply, as the page does: finished blocks
+    appended, the open block replaced, an open code block's text appended."""
+    rest = frame[BATCH.match(frame).end() :]  # type: ignore[union-attr]
+    rest, _, code = rest.partition(f'<div hx-swap-oob="beforeend:#m-{reply}-open code">')
+    done, found, opened = rest.partition(
+        f'<div id="m-{reply}-open" class="stream-open" hx-swap-oob="true">'
+    )
+    page["done"] += done.removesuffix("</div>")
+    if found:
+        page["open"] = opened.removesuffix("</div>")
+    if code:
+        at = page["open"].rindex("</code>")
+        page["open"] = page["open"][:at] + code.removesuffix("</div>") + page["open"][at:]
+
+
+def words(html_text: str) -> list[str]:
+    """The words of some HTML, as a reader sees them."""
+    return WORD.findall(html.unescape(re.sub(r"<[^>]*>", " ", html_text)))
+
+
 STAMP = re.compile(r"⟦(\d+\.\d+)⟧")
 ENDED = re.compile(r'class="message message--assistant" data-status="([a-z_]+)"')
 
@@ -64,7 +89,7 @@ async def one_stream(
     message = f"Stream {n} [sim:tokens={tokens}] [sim:stamp]"
     result: dict[str, Any] = {"added": [], "at": [], "ttft": None, "error": ""}
     seqs: list[int] = []
-    texts: list[str] = []
+    page = {"done": "", "open": ""}
     try:
         async with websockets.connect(
             url.replace("http", "ws", 1) + "/ws/chat/",
@@ -83,27 +108,28 @@ async def one_stream(
                 while not status:
                     frame = await ws.recv()
                     now = time.time()
-                    for seq, text in BATCH.findall(frame):
-                        stamps = STAMP.findall(text)
+                    if match := BATCH.match(frame):
+                        reply, seq = match.groups()
+                        stamps = STAMP.findall(frame)
                         if stamps:
                             result["added"].append(now - max(float(s) for s in stamps))
                             result["at"].append(now)
                             if result["ttft"] is None:
                                 result["ttft"] = now - sent
                         seqs.append(int(seq))
-                        texts.append(html.unescape(text))
+                        apply_batch(page, frame, reply)
                     for found in ENDED.findall(frame):
                         if found not in {"pending", "streaming"}:
                             status = found
         expected = reply_text(message, tokens=tokens)
-        received = STAMP.sub("", "".join(texts))
+        received = words(STAMP.sub("", html.unescape(page["done"] + page["open"])))
         if status != "complete":
             result["error"] = f"ended {status}"
         elif seqs != list(range(1, len(seqs) + 1)):
             repeats = len(seqs) - len(set(seqs))
             result["error"] = f"sequence {'repeats' if repeats else 'gap'}: {seqs[:3]}..."
-        elif received != expected:
-            result["error"] = f"text differs: {len(received)} of {len(expected)} characters"
+        elif received != words(expected):
+            result["error"] = f"text differs: {len(received)} of {len(words(expected))} words"
     except Exception as exc:  # one broken stream is a figure, not the end of the run
         result["error"] = f"{type(exc).__name__}: {exc}"[:200]
     return result

@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -157,11 +158,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         batches = await log.since(reply.pk, seq)
         if batches is None:
             batches = await log.since(reply.pk, reply.stream_seq) or []
-            await self.send(
-                text_data=frames.stream_reset(reply.pk, reply.stream_seq, reply.content)
+            # Rendering the whole checkpoint is a reply's worth of work: off the event loop.
+            reset = await sync_to_async(frames.stream_reset, thread_sensitive=False)(
+                reply.pk, reply.stream_seq, reply.content
             )
-        for batch_seq, text in batches:
-            await self.send(text_data=frames.batch(reply.pk, batch_seq, text))
+            await self.send(text_data=reset)
+        for _seq, frame in batches:
+            await self.send(text_data=frame)
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         text = payload.get("message")

@@ -2,7 +2,8 @@
 
 Whole messages are rendered with the same template partial as the page, so what a socket
 shows and what a reload shows cannot drift apart. Token batches are built by hand: they
-are the hot path and only ever carry escaped text.
+are the hot path, and carry only what the streaming renderer made (sanitised HTML of the
+blocks that changed, escaped code).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.utils.translation import ngettext
 from billing.meter import Spend
 
 from .models import Conversation, Message
+from .streaming_render import Ops, StreamRenderer
 
 PAGE = "conversations/chat.html"
 
@@ -25,11 +27,25 @@ def render_message(message: Message, *, oob: bool = False) -> str:
     return render_to_string(f"{PAGE}#message", {"message": message, "oob": oob})
 
 
-def batch(reply_id: int, seq: int, text: str) -> str:
-    """Append a batch of streamed text to the reply being written."""
+def batch(reply_id: int, seq: int, ops: Ops) -> str:
+    """Batch `seq` of a reply being written: finished blocks appended, the open block
+    replaced, an open code block's new text appended (streaming_render.py). The first
+    element always comes and carries the number (static/chat.js reads it there)."""
+    frame = f'<div hx-swap-oob="beforeend:#m-{reply_id}-done" data-seq="{seq}">{ops.done}</div>'
+    if ops.open is not None:
+        frame += (
+            f'<div id="m-{reply_id}-open" class="stream-open" hx-swap-oob="true">{ops.open}</div>'
+        )
+    if ops.code:
+        frame += f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">{ops.code}</div>'
+    return frame
+
+
+def stream_parts(reply_id: int, shown: StreamRenderer) -> str:
+    """The inside of a streaming reply's text: its finished blocks, then its open one."""
     return (
-        f'<div hx-swap-oob="beforeend:#m-{reply_id}-text">'
-        f'<span data-seq="{seq}">{escape(text)}</span></div>'
+        f'<div id="m-{reply_id}-done" class="stream-done">{shown.done_html}</div>'
+        f'<div id="m-{reply_id}-open" class="stream-open">{shown.open_html}</div>'
     )
 
 
@@ -37,8 +53,8 @@ def stream_reset(reply_id: int, seq: int, text: str) -> str:
     """The whole text so far of a reply being written, up to batch `seq`: for a page that
     fell too far behind for the missing batches to be sent one by one."""
     return (
-        f'<div class="stream-text" id="m-{reply_id}-text" data-seq="{seq}" '
-        f'hx-swap-oob="true">{escape(text)}</div>'
+        f'<div class="stream-text markdown" id="m-{reply_id}-text" data-seq="{seq}" dir="auto" '
+        f'hx-swap-oob="true">{stream_parts(reply_id, StreamRenderer(text))}</div>'
     )
 
 

@@ -48,9 +48,9 @@ from ops import metrics
 
 from . import frames, hub, redis_pipe
 from .models import Message
-from .rendering import render_markdown
 from .replay import RedisLog, replay_log
 from .services import CONTINUE, NEW, Turn, replies_checkpoint, reply_finish
+from .streaming_render import StreamRenderer
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -142,6 +142,9 @@ class Generation:
     _background: set[asyncio.Future[None]] = field(default_factory=set)
     _reset: asyncio.Future[list[object]] | None = None
     _relaying: asyncio.Future[None] | None = None  # the last batch's logging and relay
+    # The page's copy of the reply, formatted as it streams; made in run() (a Continue's
+    # is the text so far: a reply's worth of rendering, done off the event loop).
+    renderer: StreamRenderer = field(default_factory=StreamRenderer)
 
     @property
     def text(self) -> str:
@@ -153,6 +156,8 @@ class Generation:
             raise ValueError(f"reply {self.reply_id} has no budget reservation")
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + settings.LLM_TOTAL_TIMEOUT
+        if self.prefix:
+            self.renderer = await sync_to_async(StreamRenderer, thread_sensitive=False)(self.prefix)
         replay = replay_log()
         if isinstance(replay, RedisLog):
             # Queued ahead of every batch's logging, not waited for: the request leaves now.
@@ -359,7 +364,12 @@ class Generation:
         else:
             status = Message.Status.COMPLETE
         text = self.text
-        html = await sync_to_async(render_markdown, thread_sensitive=False)(text) if text else ""
+        html = ""
+        if text:
+            # The one-shot render, which the page's copy already shows (streaming_render.py).
+            html, shown = await sync_to_async(self.renderer.finish, thread_sensitive=False)()
+            if not shown:
+                log.info("reply %s: the final render differs from the streamed one", self.reply_id)
         attempts = [
             try_.bill(
                 self.input_estimate,
@@ -433,7 +443,14 @@ class Generation:
             if self._last_flush:
                 metrics.BATCH_GAP.observe(now - self._last_flush)
             self._last_flush = now
-            replay, frame = replay_log(), frames.batch(self.reply_id, self.seq, text)
+            # The renderer's work is bounded by the batch and the block being written; the
+            # batch that closes a code block renders it whole (Pygments: tens of ms for a
+            # long one), off the event loop, so the other streams do not wait for it.
+            if self.renderer.closes_a_fence(text):
+                ops = await sync_to_async(self.renderer.feed, thread_sensitive=False)(text)
+            else:
+                ops = self.renderer.feed(text)
+            replay, frame = replay_log(), frames.batch(self.reply_id, self.seq, ops)
             if isinstance(replay, RedisLog) and replay.url == settings.REDIS_URL:
                 # Logged before it is sent, in order: the log's commands are queued first
                 # (a read of the log in this process comes after them), then this process's
@@ -442,13 +459,13 @@ class Generation:
                 # wait for Redis: at hundreds of streams a round trip can take longer than
                 # a token, and the tokens would fall behind it.
                 logged = hub.submit_with_watchers(
-                    self.group, replay.append_commands(self.reply_id, self.seq, text)
+                    self.group, replay.append_commands(self.reply_id, self.seq, frame)
                 )
                 await hub.deliver(self.group, frame)
                 self._relaying = asyncio.ensure_future(self._relay(self._relaying, logged, frame))
             else:
                 # Logged before it is sent: whoever sees batch N can find batch N-1.
-                await replay.append(self.reply_id, self.seq, text)
+                await replay.append(self.reply_id, self.seq, frame)
                 await hub.publish(self.group, frame)
 
     def _reset_failed(self, reset: asyncio.Future[list[object]]) -> None:

@@ -44,20 +44,31 @@ _ALLOWED_ATTRIBUTES = {
 _ALLOWED_SCHEMES = {"http", "https", "mailto"}
 
 
-def _fence(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
-    token = tokens[idx]
-    language = token.info.strip().split(maxsplit=1)[0] if token.info.strip() else ""
+def code_label(info: str) -> tuple[Any, str]:
+    """The lexer (None when the language is unknown or missing) and the label shown on a
+    fenced code block whose info string is `info`."""
+    language = info.strip().split(maxsplit=1)[0] if info.strip() else ""
     try:
         lexer = get_lexer_by_name(language) if language else None
     except ClassNotFound:
         lexer = None
-    code = highlight(token.content, lexer, _FORMATTER) if lexer else escapeHtml(token.content)
-    label = escapeHtml(language) if lexer else "text"
+    return lexer, escapeHtml(language) if lexer else "text"
+
+
+def codeblock_html(label: str, code_html: str) -> str:
+    """A code block as the page shows it: a bar with its language, then the code."""
     return (
         f'<div class="codeblock"><div class="codeblock-bar"><span class="codeblock-lang">'
         f'{label}</span></div><pre class="highlight"><code class="language-{label}">'
-        f"{code}</code></pre></div>\n"
+        f"{code_html}</code></pre></div>\n"
     )
+
+
+def _fence(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    lexer, label = code_label(token.info)
+    code = highlight(token.content, lexer, _FORMATTER) if lexer else escapeHtml(token.content)
+    return codeblock_html(label, code)
 
 
 def _image(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
@@ -92,7 +103,22 @@ def _markdown() -> MarkdownIt:
 
 def render_markdown(text: str) -> str:
     """Markdown to HTML that is safe to put in the page as it is."""
-    html = _markdown().render(text)
+    return render_part(text, {})
+
+
+def render_part(text: str, env: dict[str, Any]) -> str:
+    """`render_markdown` of a part of a text: `env` carries what the parts before defined
+    (their link reference definitions), and gets this part's."""
+    return sanitise(_markdown().render(text, env))
+
+
+def parse(text: str) -> list[Any]:
+    """The block and inline tokens of `text`, as `render_markdown` parses it."""
+    return _markdown().parse(text, {})  # type: ignore[no-any-return]
+
+
+def sanitise(html: str) -> str:
+    """HTML kept to the allowlist: tags, attributes, URL schemes."""
     return nh3.clean(
         html,
         tags=_ALLOWED_TAGS,

@@ -1,4 +1,5 @@
-"""The replay log: the recent batches of each reply being written, by sequence number.
+"""The replay log: the recent batches of each reply being written, by sequence number, as
+the frames that were sent (each batch's changes depend on the text before it).
 
 A page that reloads or reconnects mid-stream has the text up to some batch (from the last
 checkpoint, or from the batches it saw); the log fills the gap from there, so the reply
@@ -23,7 +24,7 @@ TRIM_EVERY = 32  # batches between trims of a Redis log
 
 class ReplayLog(Protocol):
     async def reset(self, reply_id: int) -> None: ...
-    async def append(self, reply_id: int, seq: int, text: str) -> None: ...
+    async def append(self, reply_id: int, seq: int, frame: str) -> None: ...
     async def since(self, reply_id: int, after: int) -> list[tuple[int, str]] | None:
         """The batches after `after`, in order; None if the log does not reach back
         that far."""
@@ -51,8 +52,8 @@ class MemoryLog:
     async def reset(self, reply_id: int) -> None:
         self._logs[reply_id] = deque(maxlen=KEEP)
 
-    async def append(self, reply_id: int, seq: int, text: str) -> None:
-        self._logs.setdefault(reply_id, deque(maxlen=KEEP)).append((seq, text))
+    async def append(self, reply_id: int, seq: int, frame: str) -> None:
+        self._logs.setdefault(reply_id, deque(maxlen=KEEP)).append((seq, frame))
 
     async def since(self, reply_id: int, after: int) -> list[tuple[int, str]] | None:
         return _covering(list(self._logs.get(reply_id, ())), after)
@@ -62,7 +63,7 @@ class MemoryLog:
 
 
 class RedisLog:
-    """One Redis list per reply: `seq:text` entries, trimmed to the last KEEP. Commands go
+    """One Redis list per reply: `seq:frame` entries, trimmed to the last KEEP. Commands go
     through the per-loop pipeline (redis_pipe.py): the appends of every reply being written
     share round trips, and a read comes after every write submitted before it."""
 
@@ -79,25 +80,25 @@ class RedisLog:
     async def reset(self, reply_id: int) -> None:
         await redis_pipe.run(self.url, *self.reset_commands(reply_id))
 
-    def append_commands(self, reply_id: int, seq: int, text: str) -> list[redis_pipe.Command]:
+    def append_commands(self, reply_id: int, seq: int, frame: str) -> list[redis_pipe.Command]:
         """The commands that log a batch, for a caller that sends them with its own. The
         list is trimmed (and its expiry renewed) with the first batch and every TRIM_EVERY
         after: one command for most batches, and never more than KEEP + TRIM_EVERY kept."""
         key = self._key(reply_id)
-        commands: list[redis_pipe.Command] = [("RPUSH", key, f"{seq}:{text}")]
+        commands: list[redis_pipe.Command] = [("RPUSH", key, f"{seq}:{frame}")]
         if seq % TRIM_EVERY == 1:
             commands += [("LTRIM", key, -KEEP, -1), ("EXPIRE", key, EXPIRY_SECONDS)]
         return commands
 
-    async def append(self, reply_id: int, seq: int, text: str) -> None:
-        await redis_pipe.run(self.url, *self.append_commands(reply_id, seq, text))
+    async def append(self, reply_id: int, seq: int, frame: str) -> None:
+        await redis_pipe.run(self.url, *self.append_commands(reply_id, seq, frame))
 
     async def since(self, reply_id: int, after: int) -> list[tuple[int, str]] | None:
         [raw] = await redis_pipe.run(self.url, ("LRANGE", self._key(reply_id), 0, -1))
         entries = []
         for item in raw:
-            seq, _, text = item.decode().partition(":")
-            entries.append((int(seq), text))
+            seq, _, frame = item.decode().partition(":")
+            entries.append((int(seq), frame))
         return _covering(entries, after)
 
     async def discard(self, reply_id: int) -> None:

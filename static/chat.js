@@ -56,18 +56,18 @@
     if (input) input.value = "";
   });
 
-  // Replies being written arrive in numbered batches. The page knows the last batch it
-  // has of each (its checkpoint's number, or the last batch appended); a batch it already
-  // has is dropped, and a gap asks the server for the missing ones, so a reload, a
-  // reconnect or a lost frame never leaves a hole or a repeat in the text.
-  var BATCH = /^<div hx-swap-oob="beforeend:#m-(\d+)-text"><span data-seq="(\d+)">/;
+  // Replies being written arrive in numbered batches, formatted on the server: each one
+  // appends the blocks it finished, replaces the block being written and appends to an
+  // open code block (conversations/streaming_render.py), so each applies on top of the
+  // one before. The page knows the last batch it has of each reply (data-seq: its
+  // checkpoint's number, then each batch's as it is applied); a batch it already has is
+  // dropped, and a gap asks the server for the missing ones, so a reload, a reconnect or
+  // a lost frame never leaves a hole or a repeat in the text.
+  var BATCH = /^<div hx-swap-oob="beforeend:#m-(\d+)-done" data-seq="(\d+)">/;
   var resumeAsked = {};
 
   function lastSeq(container) {
-    var seq = Number(container.dataset.seq || 0);
-    var last = container.lastElementChild;
-    if (last && last.dataset.seq) seq = Math.max(seq, Number(last.dataset.seq));
-    return seq;
+    return Number(container.dataset.seq || 0);
   }
 
   function streamingReplies() {
@@ -124,6 +124,8 @@
     } else if (seq > last + 1) {
       event.preventDefault();
       askResume(event.detail.socketWrapper, match[1], last);
+    } else {
+      container.dataset.seq = seq; // htmx applies the batch right after this handler
     }
   });
 

@@ -1,30 +1,73 @@
 """A page's copy of a reply being written, kept the way static/chat.js keeps it: batches
-applied in sequence, repeats dropped, a gap answered by asking to resume."""
+applied in sequence (finished blocks appended, the open block replaced, an open code
+block's text appended), repeats dropped, a gap answered by asking to resume."""
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
 
-BATCH = re.compile(
-    r'^<div hx-swap-oob="beforeend:#m-(\d+)-text"><span data-seq="(\d+)">(.*)</span></div>$',
-    re.S,
-)
+from conversations.streaming_render import StreamRenderer
+
+BATCH = re.compile(r'^<div hx-swap-oob="beforeend:#m-(\d+)-done" data-seq="(\d+)">', re.S)
 RESET = re.compile(
-    r'<div class="stream-text" id="m-(\d+)-text" data-seq="(\d+)" hx-swap-oob="true">(.*?)</div>',
+    r'^<div class="stream-text markdown" id="m-(\d+)-text" data-seq="(\d+)" dir="auto" '
+    r'hx-swap-oob="true"><div id="m-\1-done" class="stream-done">(.*)</div>'
+    r'<div id="m-\1-open" class="stream-open">(.*)</div></div>$',
     re.S,
 )
 ENDED = re.compile(r'<article id="m-(\d+)" class="message message--assistant" data-status="(\w+)"')
+
+
+def _markers(reply_id: int) -> tuple[str, str]:
+    return (
+        f'<div id="m-{reply_id}-open" class="stream-open" hx-swap-oob="true">',
+        f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">',
+    )
+
+
+def batch_parts(frame: str, reply_id: int) -> tuple[str, str | None, str]:
+    """A batch frame's finished blocks, open block (None: unchanged) and code to append.
+    Its markers cannot be in the parts: sanitised HTML and escaped text carry no hx-*."""
+    open_marker, code_marker = _markers(reply_id)
+    rest = frame[BATCH.match(frame).end() :]  # type: ignore[union-attr]
+    rest, _, code = rest.partition(code_marker)
+    done, _, opened = rest.partition(open_marker)
+    return (
+        done.removesuffix("</div>"),
+        opened.removesuffix("</div>") if open_marker in rest else None,
+        code.removesuffix("</div>"),
+    )
+
+
+def same_html(html: str) -> str:
+    """HTML as the browser reads it (escaped code says `"` as &quot;, nh3 as `"`)."""
+    return html.replace("&quot;", '"')
+
+
+def shown(text: str) -> str:
+    """What a page shows of a reply being written whose text so far is `text`."""
+    return same_html(StreamRenderer(text).html)
 
 
 @dataclass
 class StreamCopy:
     reply_id: int
     seq: int = 0
-    text: str = ""
+    done: str = ""
+    open: str = ""
     status: str = "pending"
     applied: list[int] = field(default_factory=list)  # the batch numbers, in order
+
+    @classmethod
+    def of(cls, reply_id: int, *, seq: int, text: str) -> StreamCopy:
+        """The copy a page loaded mid-stream has: the checkpoint's text, formatted."""
+        state = StreamRenderer(text)
+        return cls(reply_id, seq=seq, done=state.done_html, open=state.open_html)
+
+    @property
+    def html(self) -> str:
+        return same_html(self.done + self.open)
 
     def apply(self, frame: str) -> int | None:
         """Take one frame; returns the batch to resume after when it reveals a gap."""
@@ -36,10 +79,17 @@ class StreamCopy:
                 return None  # already here
             if seq > self.seq + 1:
                 return self.seq
-            self.seq, self.text = seq, self.text + html.unescape(match.group(3))
+            done, opened, code = batch_parts(frame, self.reply_id)
+            self.done += done
+            if opened is not None:
+                self.open = opened
+            if code:
+                at = self.open.rindex("</code>")
+                self.open = self.open[:at] + code + self.open[at:]
+            self.seq = seq
             self.applied.append(seq)
-        elif (match := RESET.search(frame)) and int(match.group(1)) == self.reply_id:
-            self.seq, self.text = int(match.group(2)), html.unescape(match.group(3))
+        elif (match := RESET.match(frame)) and int(match.group(1)) == self.reply_id:
+            self.seq, self.done, self.open = int(match.group(2)), match.group(3), match.group(4)
             self.applied.append(-self.seq)
         for reply_id, status in ENDED.findall(frame):
             if int(reply_id) == self.reply_id:

@@ -1,5 +1,6 @@
-"""A reply survives a reload half-way and shows in a second tab, in a real browser: the text
-the page showed while streaming is the upstream's text, byte for byte."""
+"""A reply survives a reload half-way and shows in a second tab, in a real browser: what the
+page showed while streaming ends as the reply's one-shot render, element for element, and
+that render is the upstream's text."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from conversations.rendering import render_markdown
 from llm.simulator.replies import reply_text
 
 from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
@@ -15,13 +17,15 @@ from .test_browser_chat import sign_up
 
 pytestmark = pytest.mark.browser
 
-# Records the streaming text as the page shows it, after every change, until the reply
-# ends and its text box is replaced by the rendered reply.
+# Records the streaming reply as the page shows it (formatted: its finished blocks, then
+# the one being written), after every change, until the reply ends and its text box is
+# replaced by the rendered reply.
 WATCH_STREAM = """
 document.addEventListener("DOMContentLoaded", function () {
   function seen() {
     var box = document.querySelector(".stream-text");
-    if (box) window.__streamed = box.textContent;
+    if (box) window.__streamed = box.querySelector(".stream-done").innerHTML
+      + box.querySelector(".stream-open").innerHTML;
   }
   new MutationObserver(seen).observe(document.body, {
     subtree: true, childList: true, characterData: true,
@@ -31,6 +35,28 @@ document.addEventListener("DOMContentLoaded", function () {
 """
 PROMPT = "Tell me a long story, slowly [sim:tokens=360]"
 ENV = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "25"}  # about nine seconds
+
+
+# The newest reply's final render, and `html` as this browser writes it, both without the
+# Copy buttons chat.js adds to code blocks (the streamed copy has them too, or not yet).
+AS_SHOWN = """html => {
+  const strip = (el) => { el.querySelectorAll("button").forEach((b) => b.remove()); return el; };
+  const reply = [...document.querySelectorAll("article.message--assistant .markdown")].pop();
+  const made = document.createElement("div");
+  made.innerHTML = html;
+  const streamed = document.createElement("div");
+  streamed.innerHTML = window.__streamed;
+  return [strip(reply.cloneNode(true)).innerHTML, strip(made).innerHTML,
+          strip(streamed).innerHTML];
+}"""
+
+
+def assert_streamed(page, expected: str) -> None:  # type: ignore[no-untyped-def]
+    """What the page showed of the reply as it streamed, by the end, is the final render
+    (nothing changed when it was swapped in), which is the one-shot render of `expected`."""
+    final, one_shot, streamed = page.evaluate(AS_SHOWN, render_markdown(expected))
+    assert streamed == final
+    assert final == one_shot
 
 
 def streamed_past(page, chars: int) -> None:  # type: ignore[no-untyped-def]
@@ -62,8 +88,10 @@ def test_a_reload_half_way_loses_nothing_and_repeats_nothing(tmp_path):
         page.reload()
         reply = page.locator("article.message--assistant")
         assert reply.get_attribute("data-status") in {"pending", "streaming"}
+        # The text so far comes formatted from the checkpoint, not as raw Markdown.
+        expect(reply.locator(".stream-text h2")).to_have_count(1)
         expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
-        assert page.evaluate("window.__streamed") == expected
+        assert_streamed(page, expected)
         expect(reply.locator(".markdown h2")).to_have_text(re.compile(r"About \w+"))
         browser.close()
 
@@ -82,5 +110,5 @@ def test_a_second_tab_shows_the_same_reply_streaming(tmp_path):
             expect(page.locator("article.message--assistant")).to_have_attribute(
                 "data-status", "complete", timeout=30_000
             )
-            assert page.evaluate("window.__streamed") == expected
+            assert_streamed(page, expected)
         browser.close()

@@ -55,10 +55,9 @@ WATCH = """
   new MutationObserver((mutations) => {
     for (const m of mutations) {
       if (m.type === "attributes") look(m.target);
-      m.addedNodes.forEach((n) => {
-        look(n);
-        if (n instanceof Element && n.matches("span[data-seq]")) window.__batches += 1;
-      });
+      // Each batch applied moves its reply's number on (static/chat.js).
+      if (m.attributeName === "data-seq" && m.target.matches(".stream-text")) window.__batches += 1;
+      m.addedNodes.forEach(look);
       const target = m.target instanceof Element ? m.target : m.target.parentElement;
       const stream = target && target.closest(".stream-text");
       if (stream && stream.textContent.includes("onerror=")) window.__streamedCorpus = true;

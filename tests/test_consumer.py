@@ -56,7 +56,7 @@ async def test_a_new_chat_streams_its_reply_and_is_saved(alice, alice_cookie):
     # The page is told where it is now, then gets both messages, then the reply grows.
     assert f'data-url="/c/{conversation.pk}/"' in frames[0]
     assert f"m-{user_message.pk}" in frames[1] and f"m-{reply.pk}" in frames[1]
-    batches = [f for f in frames if f"beforeend:#m-{reply.pk}-text" in f]
+    batches = [f for f in frames if f"beforeend:#m-{reply.pk}-done" in f]
     assert len(batches) >= 2, "the reply should arrive in several batches"
     seqs = [int(f.split('data-seq="')[1].split('"')[0]) for f in batches]
     assert seqs == list(range(1, len(batches) + 1))

@@ -18,7 +18,7 @@ from llm.simulator.replies import reply_text
 
 from .browser import ROOT, SIMULATED_CLAUDE, served
 from .conftest import send_frame
-from .streams import StreamCopy
+from .streams import StreamCopy, shown
 from .test_process_death import sign_up
 from .test_serving import connect, follow, started
 
@@ -103,7 +103,7 @@ def test_two_workers_on_postgres_and_redis_serve_a_whole_chat_turn(
         copies = asyncio.run(scenario())
         for copy in copies:
             assert copy.status == "complete"
-            assert copy.text == reply_text(prompt, tokens=80)
+            assert copy.html == shown(reply_text(prompt, tokens=80))
 
         # /metrics adds up every worker (a shared PROMETHEUS_MULTIPROC_DIR): whichever
         # worker answers, the one turn is counted once.

@@ -11,12 +11,13 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.models import Reservation, UsageRecord
-from conversations import replay, services
+from conversations import frames, replay, services
 from conversations.models import Conversation, Message
+from conversations.streaming_render import StreamRenderer
 from llm.simulator.replies import reply_text
 
 from .conftest import communicator, receive_until, send_frame
-from .streams import StreamCopy
+from .streams import StreamCopy, shown
 
 DONE = 'message--assistant" data-status='
 
@@ -68,7 +69,7 @@ async def test_a_reconnect_mid_stream_continues_with_no_gap_and_no_repeat(alice,
     await follow(comm, copy)
     await comm.disconnect()
     assert copy.status == "complete"
-    assert copy.text == reply_text(prompt, tokens=150)
+    assert copy.html == shown(reply_text(prompt, tokens=150))
     assert copy.applied == list(range(1, len(copy.applied) + 1))  # every batch, once, in order
 
 
@@ -90,7 +91,7 @@ async def test_a_page_too_far_behind_gets_the_checkpoint_then_the_rest(
     await follow(comm, copy)
     await comm.disconnect()
     assert any(seq < 0 for seq in copy.applied), "expected the checkpoint, not batches"
-    assert copy.text == reply_text(prompt, tokens=200)
+    assert copy.html == shown(reply_text(prompt, tokens=200))
 
 
 async def test_a_page_opened_mid_stream_shows_the_checkpoint_and_continues(alice, alice_cookie):
@@ -101,8 +102,10 @@ async def test_a_page_opened_mid_stream_shows_the_checkpoint_and_continues(alice
     assert reply.status == "streaming" and reply.stream_seq > 0 and reply.content
     page = await database_sync_to_async(_page)(alice, conversation)
     assert f'id="m-{reply.pk}-text" data-seq="{reply.stream_seq}"' in page
+    # Formatted as the batches would have built it: the batches after it apply on top.
+    assert frames.stream_parts(reply.pk, StreamRenderer(reply.content)) in page
     # The page has the checkpoint: it resumes from its number.
-    copy = StreamCopy(reply.pk, seq=reply.stream_seq, text=reply.content)
+    copy = StreamCopy.of(reply.pk, seq=reply.stream_seq, text=reply.content)
     comm = communicator(alice_cookie)
     await comm.connect()
     await comm.send_to(
@@ -116,7 +119,7 @@ async def test_a_page_opened_mid_stream_shows_the_checkpoint_and_continues(alice
     )
     await follow(comm, copy)
     await comm.disconnect()
-    assert copy.text == reply_text(prompt, tokens=200)
+    assert copy.html == shown(reply_text(prompt, tokens=200))
 
 
 async def test_closing_the_tab_does_not_end_the_reply(alice, alice_cookie):

@@ -13,7 +13,7 @@ from llm.simulator.replies import reply_text
 
 from .browser import SIMULATED_CLAUDE, served
 from .conftest import send_frame
-from .streams import StreamCopy
+from .streams import StreamCopy, shown
 from .test_process_death import sign_up
 
 
@@ -77,7 +77,7 @@ def test_a_socket_on_one_process_streams_a_generation_running_in_another(
                 mine, theirs = StreamCopy(reply), StreamCopy(reply)
                 await asyncio.gather(follow(sender, mine), follow(watcher, theirs))
                 assert theirs.status == mine.status == "complete"
-                assert theirs.text == mine.text == reply_text(prompt, tokens=120)
+                assert theirs.html == mine.html == shown(reply_text(prompt, tokens=120))
 
                 # Stop pressed on A stops the generation running on B.
                 await sender.send(
@@ -111,5 +111,5 @@ def test_a_client_that_reads_nothing_for_ten_seconds_still_gets_the_whole_reply(
 
         copy = asyncio.run(scenario())
     assert copy.status == "complete"
-    assert copy.text == reply_text(prompt, tokens=300)
+    assert copy.html == shown(reply_text(prompt, tokens=300))
     assert copy.applied == list(range(1, len(copy.applied) + 1))
