@@ -322,6 +322,32 @@
   document.addEventListener("change", function (event) {
     if (event.target && event.target.id === "model-select") updateEstimate();
   });
+  // Once the meter has refused a message for want of budget, sending with a paid model
+  // waits for the reset: the send is not made (the hint says why) and the text stays in
+  // the box. Captured before the handler that empties the box; a free model still sends.
+  function sendingPaused() {
+    var meter = document.getElementById("spend-meter");
+    var el = document.getElementById("cost-estimate");
+    var select = document.getElementById("model-select");
+    if (!meter || !el || !select || meter.dataset.paused !== "true") return false;
+    var model = JSON.parse(el.dataset.models || "{}")[select.value];
+    var resets = Date.parse(meter.dataset.resetsAt || "");
+    return Boolean(model && (model.in || model.out)) && !(Date.now() >= resets);
+  }
+  document.addEventListener(
+    "htmx:wsConfigSend",
+    function (event) {
+      if (event.detail.parameters.type !== "send" || !sendingPaused()) return;
+      event.preventDefault();
+      event.stopPropagation();
+      var submit = event.detail.triggeringEvent;
+      if (submit) submit.preventDefault(); // no plain form submission either
+      updateEstimate();
+      var input = document.getElementById("message-input");
+      if (input) input.focus();
+    },
+    true
+  );
   // After each turn the server sends the spend meter and the history anew.
   document.addEventListener("htmx:wsAfterMessage", updateEstimate);
   document.addEventListener("htmx:afterSettle", updateEstimate);

@@ -136,24 +136,39 @@ def test_retry_replaces_the_failed_reply_and_a_french_page_reads_french(tmp_path
         expect(refused.get_by_role("button", name="Retry")).to_have_count(0)
         expect(page.locator("#spend-meter")).to_have_class(re.compile("spend-meter--paused"))
         expect(page.locator("#cost-estimate")).to_contain_text("sending is paused until 00:00")
+        # Sending again with this model waits for the reset; what was typed stays.
+        send("Still there?")
+        expect(box).to_have_value("Still there?")
+        expect(page.locator("article.message--user")).to_have_count(3)
+        expect(replies).to_have_count(3)
+        # A free model still answers: the text typed goes now, once.
+        page.get_by_label("Model", exact=True).select_option("smollm2-135m")
+        expect(page.locator("#cost-estimate")).to_have_text("Next message: free with this model.")
+        page.get_by_role("button", name="Send").click()
+        expect(replies.nth(3)).not_to_have_attribute(
+            "data-status", re.compile("pending|streaming"), timeout=120_000
+        )
+        expect(page.locator("article.message--user")).to_have_count(4)
+        expect(page.locator("article.message--user .message-body").last).to_have_text(
+            "Still there?"
+        )
 
         # The reader chooses French: every notice reads French, money the French way.
         page.get_by_label("Language").select_option("fr")
         expect(page.locator("html")).to_have_attribute("lang", "fr")
-        notes = page.locator(".message-note")
-        expect(notes).to_have_count(2)
         with translation.override("fr"):
             invalid = str(CATALOG["invalid_request"].words)
-        expect(notes.nth(0)).to_have_text(invalid)
-        expect(notes.nth(1)).to_have_text(
+        expect(replies.nth(1).locator(".message-note")).to_have_text(invalid)
+        expect(refused.locator(".message-note")).to_have_text(
             re.compile(
                 r"Vous avez utilisé 0,\d+\s\$ de votre budget quotidien de 0,000001\s\$\. "
                 r"Il se renouvelle à 00:00 UTC \(dans (\d+ h )?\d+ min\)\."
             )
         )
-        for note in notes.all():
+        for note in page.locator(".message-note").all():
             assert not ENGLISH.search(note.inner_text()), note.inner_text()
         expect(page.locator("#spend-meter")).to_contain_text("l’envoi est suspendu jusqu’à 00:00")
+        page.get_by_label("Modèle", exact=True).select_option("claude-4-6")
         expect(page.locator("#cost-estimate")).to_contain_text("l’envoi est suspendu")
         browser.close()
         db.close()
