@@ -51,16 +51,12 @@ def test_the_next_message_costs_what_the_model_the_setting_and_the_budget_allow(
         # Before the first message: the picker's model, its longest reply (4,096 tokens).
         text = "Hello there, how are you?"
         box.fill(text)
-        expect(estimate).to_have_text(
-            f"Next message: up to {format_usd(cost(typed(text), 4096))}."
-        )
+        expect(estimate).to_have_text(f"Next message: up to {format_usd(cost(typed(text), 4096))}.")
         # A free model costs nothing, whatever is typed.
         picker.select_option("smollm2-135m")
         expect(estimate).to_have_text("Next message: free with this model.")
         picker.select_option("claude-4-6")
-        expect(estimate).to_have_text(
-            f"Next message: up to {format_usd(cost(typed(text), 4096))}."
-        )
+        expect(estimate).to_have_text(f"Next message: up to {format_usd(cost(typed(text), 4096))}.")
 
         # After the first reply, with no reload: the history counts, the gauge is live.
         box.fill("Hello there [sim:tokens=5]")
