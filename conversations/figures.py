@@ -5,6 +5,7 @@ on load and by the frames that refresh them after every turn, so both say the sa
 from __future__ import annotations
 
 import json
+from datetime import datetime, time
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +31,7 @@ def spend_for(user: AbstractBaseUser) -> meter.Spend:
             role=Message.Role.ASSISTANT,
             error_kind__in=["budget_user", "budget_service"],
             reservation_id__isnull=True,
+            created_at__gte=datetime.combine(meter.today(), time.min, meter.billing_zone()),
         )
         .order_by("-id")
         .values_list("created_at", flat=True)
@@ -37,7 +39,6 @@ def spend_for(user: AbstractBaseUser) -> meter.Spend:
     )
     paused = (
         refused is not None
-        and meter.today(refused) == meter.today()
         and not Reservation.objects.filter(user=user, created_at__gt=refused).exists()
     )
     return meter.spend_today(user, paused=paused)

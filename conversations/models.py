@@ -220,6 +220,8 @@ class Message(models.Model):
         offer = self.offer
         if offer == RETRY:
             return False
+        if self.ending == "budget_shortened" and not offer:
+            return False  # the money left cannot pay for a new answer either
         return not (self.status == self.Status.FAILED and not offer)
 
     @property

@@ -199,6 +199,7 @@ async def test_a_reply_shortened_to_fit_the_budget_says_so_and_offers_continue_o
     assert "This reply was shortened to fit your budget left today. It resets at" in final
     assert "reached the length limit" not in final
     assert 'value="continue"' not in final  # the money left cannot pay for more
+    assert 'value="regenerate"' not in final  # nor for a new answer
     # With more budget, Continue is offered again.
     await database_sync_to_async(UserBudget.objects.filter(user=alice).update)(
         daily_cap_micros=5_000_000
