@@ -169,11 +169,14 @@ class Message(models.Model):
             words = refusal_words(ending.removeprefix("budget_"), self.notice_figures)
             if words:
                 return words
-        if ending == "budget_shortened" and "resets_at" in self.notice_figures:
-            return _("%(shortened)s It resets at %(when)s.") % {
-                "shortened": entry_for(ending).user_message,
-                "when": reset_words(datetime.fromisoformat(self.notice_figures["resets_at"])),
-            }
+        reset = self.notice_figures.get("resets_at")
+        if ending == "budget_shortened" and reset:
+            reset_at = datetime.fromisoformat(reset)
+            if reset_at > timezone.now():  # once past, the reset time says nothing
+                return _("%(shortened)s It resets at %(when)s.") % {
+                    "shortened": entry_for(ending).user_message,
+                    "when": reset_words(reset_at),
+                }
         return entry_for(ending).user_message
 
     @property

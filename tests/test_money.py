@@ -206,6 +206,9 @@ async def test_a_reply_shortened_to_fit_the_budget_says_so_and_offers_continue_o
     )
     shown = await database_sync_to_async(frames.message_replaced)(reply)
     assert 'value="continue"' in shown
+    # Once the reset has passed, the note no longer names it.
+    reply.notice_figures["resets_at"] = (timezone.now() - timedelta(minutes=1)).isoformat()
+    assert reply.error_text == "This reply was shortened to fit your budget left today."
 
 
 # --- failed replies -------------------------------------------------------------------------------
