@@ -231,7 +231,7 @@ async def test_retry_replaces_the_failed_reply_in_place_and_the_records_keep_bot
 ):
     comm = communicator(alice_cookie)
     await comm.connect()
-    await comm.send_to(text_data=send_frame("Hi [sim:error=500x3]", "r1"))
+    await comm.send_to(text_data=send_frame("Retry me in place [sim:error=500x3]", "r1"))
     await receive_until(comm, f'{DONE}"failed"', timeout=30)
     failed = await the_reply(alice)
     await comm.send_to(text_data=json.dumps({"type": "retry", "reply": failed.pk}))
