@@ -143,15 +143,20 @@ CATALOG: dict[str, CatalogEntry] = {
         USED,
         RETRY,
     ),
+    # A budget refusal offers no Retry: nothing can pay for it until the reset (its words,
+    # with the figures, come from meter.refusal_words; these are for rows without them).
     "budget_user": CatalogEntry(
-        _("You've used your daily budget. It resets at midnight."), False, NEVER, RETRY
+        _("You've used your daily budget. It resets at midnight."), False, NEVER
     ),
     "budget_service": CatalogEntry(
         _("The service has reached today's spending limit. It resets at midnight."),
         False,
         NEVER,
-        RETRY,
         admin_action="The service's daily cap (DAILY_CAP_USD) was reached.",
+    ),
+    # Cut off at a limit the meter lowered to fit the money left (not the length limit).
+    "budget_shortened": CatalogEntry(
+        _("This reply was shortened to fit your budget left today."), False, USED, CONTINUE
     ),
     "budget_price": CatalogEntry(
         _(

@@ -14,12 +14,14 @@ import math
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
+from django.utils.formats import get_format, number_format
 from django.utils.translation import gettext as _
 
 from .models import (
@@ -42,15 +44,27 @@ def cost_micros(
 
 
 def format_usd(micros: int) -> str:
-    """Dollars for people: cents from a cent up; below it, every micro-dollar shown (at
-    least four decimals), so a small cost never reads as zero."""
-    if micros == 0:
-        return "$0.00"
-    if abs(micros) >= 10_000:
-        return f"${micros / 1_000_000:,.2f}"
-    text = f"{micros / 1_000_000:.6f}".rstrip("0")
-    decimals = len(text.split(".")[1])
-    return f"${micros / 1_000_000:.{max(4, decimals)}f}"
+    """Dollars for people, one rule for every amount: the exact micro-dollars, trailing
+    zeros trimmed, never fewer than two decimals ($0.000226, $0.002, $0.010118, $5.00,
+    $1,234.50), so a total reads as the sum of its rows and a small cost never as zero.
+    Written in the active language's number format and pattern (French: 0,010118 $).
+    chat.js (formatUsd) applies the same rule with the pieces `money_format` gives it."""
+    whole, fraction = divmod(abs(micros), 1_000_000)
+    digits = f"{fraction:06d}".rstrip("0").ljust(2, "0")
+    amount = number_format(
+        Decimal(f"{whole}.{digits}"), decimal_pos=len(digits), force_grouping=True
+    )
+    return ("-" if micros < 0 else "") + _("$%(amount)s") % {"amount": amount}
+
+
+def money_format() -> dict[str, str]:
+    """What a page's script needs to write money as format_usd does, in the active
+    language: the pattern (with `{amount}`), the decimal and thousands separators."""
+    return {
+        "pattern": _("$%(amount)s") % {"amount": "{amount}"},
+        "decimal": str(get_format("DECIMAL_SEPARATOR")),
+        "thousands": str(get_format("THOUSAND_SEPARATOR")),
+    }
 
 
 def billing_zone() -> zoneinfo.ZoneInfo:
@@ -72,6 +86,16 @@ def _in_words(delta: timedelta) -> str:
     if hours:
         return _("%(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes}
     return _("%(minutes)s min") % {"minutes": minutes}
+
+
+def reset_words(reset: datetime, now: datetime | None = None) -> str:
+    """When a budget resets, for people, in the active language: "00:00 UTC (in 5 h 12 min)"."""
+    reset = reset.astimezone(billing_zone())
+    return _("%(time)s %(zone)s (in %(wait)s)") % {
+        "time": f"{reset:%H:%M}",
+        "zone": reset.tzname(),
+        "wait": _in_words(reset - (now or timezone.now())),
+    }
 
 
 # --- caps --------------------------------------------------------------------------------
@@ -110,12 +134,15 @@ def _row(scope: str, day: date, user: AbstractBaseUser | None) -> DailySpend:
 
 # --- reserve -----------------------------------------------------------------------------
 class Refused(Exception):
-    """No budget for this turn. `message` is what the user reads."""
+    """No budget for this turn. `message` is what the user reads now (in the active
+    language); `figures` are what it says, kept so the words can be written again later in
+    another language (`refusal_words`)."""
 
-    def __init__(self, message: str, *, scope: str):
+    def __init__(self, message: str, *, scope: str, figures: dict[str, object] | None = None):
         super().__init__(message)
         self.message = message
         self.scope = scope  # "user", "service" or "price"
+        self.figures = figures or {}
 
 
 @dataclass(frozen=True)
@@ -125,24 +152,44 @@ class Grant:
     max_tokens: int  # possibly lowered to fit the budget left
 
 
-def _refusal(scope: str, spent: int, cap: int, day: date) -> Refused:
-    reset = resets_at(day)
-    when = _("%(time)s %(zone)s (in %(wait)s)") % {
-        "time": f"{reset:%H:%M}",
-        "zone": reset.tzname(),
-        "wait": _in_words(reset - timezone.now()),
-    }
+def refusal_words(scope: str, figures: dict[str, object], now: datetime | None = None) -> str:
+    """What a budget refusal says, from its figures (micro-dollars, the reset as ISO text),
+    in the active language; "" when the figures are missing (the catalog's words then)."""
+    try:
+        reset = datetime.fromisoformat(str(figures["resets_at"]))
+        cap = int(figures["cap"])  # type: ignore[call-overload]
+        spent = int(figures.get("spent", 0))  # type: ignore[call-overload]
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if reset <= (now or timezone.now()):
+        if scope == "user":
+            return _(
+                "You had used %(spent)s of your %(cap)s daily budget. It has reset since: "
+                "you can send again."
+            ) % {"spent": format_usd(spent), "cap": format_usd(cap)}
+        return _(
+            "The service had reached that day's spending limit of %(cap)s. It has reset "
+            "since: you can send again."
+        ) % {"cap": format_usd(cap)}
+    when = reset_words(reset, now)
     if scope == "user":
-        return Refused(
-            _("You've used %(spent)s of your %(cap)s daily budget. It resets at %(when)s.")
-            % {"spent": format_usd(spent), "cap": format_usd(cap), "when": when},
-            scope="user",
-        )
-    return Refused(
-        _("The service has reached today's spending limit of %(cap)s. It resets at %(when)s.")
-        % {"cap": format_usd(cap), "when": when},
-        scope="service",
-    )
+        return _("You've used %(spent)s of your %(cap)s daily budget. It resets at %(when)s.") % {
+            "spent": format_usd(spent),
+            "cap": format_usd(cap),
+            "when": when,
+        }
+    return _(
+        "The service has reached today's spending limit of %(cap)s. It resets at %(when)s."
+    ) % {"cap": format_usd(cap), "when": when}
+
+
+def _refusal(scope: str, spent: int, cap: int, day: date) -> Refused:
+    figures: dict[str, object] = {
+        "spent": spent,
+        "cap": cap,
+        "resets_at": resets_at(day).isoformat(),
+    }
+    return Refused(refusal_words(scope, figures), scope=scope, figures=figures)
 
 
 def reserve(
@@ -314,8 +361,13 @@ def release_unused(reservation_id: int, *, outcome: str = Outcome.FAILED) -> int
 # --- reads -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Spend:
+    """A user's day, for the spend meter and the page's cost hint."""
+
     spent_micros: int
     cap_micros: int
+    left_micros: int = 0  # what a turn may still reserve (the user's and the service's)
+    resets_at: datetime | None = None
+    paused: bool = False  # a turn was refused for want of budget, and none started since
 
     @property
     def text(self) -> str:
@@ -324,14 +376,39 @@ class Spend:
             "cap": format_usd(self.cap_micros),
         }
 
+    @property
+    def percent(self) -> int:
+        if self.paused or self.cap_micros <= 0:
+            return 100
+        return min(100, math.floor(self.spent_micros * 100 / self.cap_micros))
 
-def spend_today(user: AbstractBaseUser) -> Spend:
-    spent = (
-        DailySpend.objects.filter(scope=_scope(user), day=today())
-        .values_list("spent_micros", flat=True)
-        .first()
+    @property
+    def paused_text(self) -> str:
+        """What the composer and the meter say while sending is paused for want of budget."""
+        if self.resets_at is None:
+            return ""
+        return _("Your daily budget is used up: sending is paused until %(when)s.") % {
+            "when": reset_words(self.resets_at)
+        }
+
+
+def spend_today(user: AbstractBaseUser, *, paused: bool = False) -> Spend:
+    """The user's day. `paused`: the caller knows a turn was refused since the last one
+    that started (conversations.selectors.spend_for)."""
+    day = today()
+    rows = {
+        row.scope: row
+        for row in DailySpend.objects.filter(scope__in=[_scope(user), DailySpend.SERVICE], day=day)
+    }
+    mine, service = rows.get(_scope(user)), rows.get(DailySpend.SERVICE)
+    cap = user_cap_micros(user)
+    spent = mine.spent_micros if mine else 0
+    user_left = cap - spent - (mine.reserved_micros if mine else 0)
+    service_left = service_cap_micros() - (
+        service.spent_micros + service.reserved_micros if service else 0
     )
-    return Spend(spent or 0, user_cap_micros(user))
+    left = max(0, min(user_left, service_left))
+    return Spend(spent, cap, left, resets_at(day), paused=paused or left <= 0)
 
 
 def held_reservations_older_than(seconds: int) -> list[Reservation]:

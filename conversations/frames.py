@@ -58,14 +58,20 @@ def stream_reset(reply_id: int, seq: int, text: str) -> str:
     )
 
 
-def reply_status(reply_id: int, *, queued: int = 0, text: str = "") -> str:
-    """What a reply without text yet is waiting for (`text` says it in other words)."""
-    if not text and queued:
-        text = ngettext(
-            "Queued: %(count)s request ahead of yours…",
-            "Queued: %(count)s requests ahead of yours…",
-            queued,
-        ) % {"count": queued}
+def reply_status(reply_id: int, *, queued: int | None = None, text: str = "") -> str:
+    """What a reply without text yet is waiting for (`text` says it in other words):
+    `queued` requests ahead of it, or none (the model is about to take it)."""
+    if not text and queued is not None:
+        text = (
+            ngettext(
+                "Queued: %(count)s request ahead of yours…",
+                "Queued: %(count)s requests ahead of yours…",
+                queued,
+            )
+            % {"count": queued}
+            if queued > 0
+            else _("Waiting for the model…")
+        )
     text = text or _("Thinking…")
     return (
         f'<span id="m-{reply_id}-status" class="thinking" hx-swap-oob="true">{escape(text)}</span>'
@@ -122,5 +128,19 @@ def error(text: str, *, restore: str | None = None) -> str:
 
 
 def spend(today: Spend) -> str:
-    """The user's spend meter, after a turn settled."""
+    """The user's spend meter (and, through it, the cost hint's budget left)."""
     return render_to_string(f"{PAGE}#spend-meter", {"spend": today, "oob": True})
+
+
+def figures(conversation: Conversation, today: Spend) -> str:
+    """After a turn: the spend meter, the context gauge and the cost hint's history, as a
+    reload would show them (the page's figures live from the first reply on)."""
+    from . import figures as page_figures  # figures reads models; frames is imported early
+
+    estimate = {"history_tokens": page_figures.history_tokens(conversation)}
+    gauge = page_figures.context_gauge(conversation)
+    return (
+        spend(today)
+        + render_to_string(f"{PAGE}#context-gauge", {"gauge": gauge, "oob": True})
+        + render_to_string(f"{PAGE}#estimate-history", {"estimate": estimate, "oob": True})
+    )

@@ -46,7 +46,7 @@ from llm.base import (
 )
 from ops import metrics
 
-from . import frames, hub, redis_pipe
+from . import figures, frames, hub, redis_pipe
 from .models import Message
 from .replay import RedisLog, replay_log
 from .services import CONTINUE, NEW, Turn, replies_checkpoint, reply_finish
@@ -335,10 +335,13 @@ class Generation:
 
     async def _announce_queue(self, ahead: int, seconds: float) -> None:
         if not self.parts:
-            text = _("Queued: %(ahead)s ahead of yours, starting in about %(wait)s s…") % {
-                "ahead": ahead,
-                "wait": max(1, round(seconds)),
-            }
+            wait = max(1, round(seconds))
+            text = (
+                _("Queued: %(ahead)s ahead of yours, starting in about %(wait)s s…")
+                % {"ahead": ahead, "wait": wait}
+                if ahead > 0
+                else _("Waiting for the model… starting in about %(wait)s s.") % {"wait": wait}
+            )
             await hub.publish(self.group, frames.reply_status(self.reply_id, text=text))
 
     async def _announce_retry(self, state: RetryCallState) -> None:
@@ -583,9 +586,13 @@ async def launch(turn: Turn) -> Generation | None:
         shown = frames.turn_started(replaced=turn.reply)
     else:  # a Retry or Regenerate: a new reply to the same question
         shown = frames.turn_started(turn.reply, removed=removed)
-    await hub.publish(group, shown)
     if turn.request is None:  # refused before any call (no budget): nothing to generate
+        # The spend meter and the cost hint say sending is paused until the reset.
+        conversation = turn.conversation
+        paused = await database_sync_to_async(lambda: figures.spend_for(conversation.owner))()
+        await hub.publish(group, shown + frames.spend(paused))
         return None
+    await hub.publish(group, shown)
     if turn.provider is None:
         raise ValueError("A new turn needs a provider")
     generation = Generation(
@@ -680,10 +687,11 @@ def _finish(
             cost_micros=charged,
         )
     # Rendered here, with the database at hand (what the page offers next depends on it).
+    conversation = message.conversation
     frame = (
         frames.message_replaced(message)
         + frames.announce(message)
-        + frames.spend(meter.spend_today(message.conversation.owner))
+        + frames.figures(conversation, figures.spend_for(conversation.owner))
     )
     return frame, charged
 

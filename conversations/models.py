@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import catalog
-from billing.errors import CONTINUE, entry_for
-from billing.meter import format_usd
+from billing.errors import CONTINUE, RETRY, entry_for
+from billing.meter import cost_micros, format_usd, refusal_words, reset_words, spend_today
+from billing.models import CatalogModel
 
 
 def context_tokens(content: str) -> int:
@@ -92,8 +95,10 @@ class Message(models.Model):
     # How many older messages were left out of the request to fit the context window.
     context_omitted = models.PositiveIntegerField(default=0)
     error_kind = models.CharField(max_length=40, blank=True)
-    # Words for the user that depend on the moment (a budget refusal with its reset time).
-    notice = models.TextField(blank=True)
+    # The figures of how the reply ended, for words written when shown, in the reader's
+    # language (never stored as words): a budget refusal's spent and cap (micro-dollars)
+    # and reset time (ISO); for a reply the meter shortened, the tokens it was allowed.
+    notice_figures = models.JSONField(default=dict, blank=True)
     # Where the text stood when the reply was last continued (Continue extends a reply cut
     # off at the length limit): what came after is that request's output.
     continued_from = models.PositiveIntegerField(default=0)
@@ -147,26 +152,85 @@ class Message(models.Model):
         """The error catalog's key for how this reply ended, if it needs explaining."""
         if self.error_kind:
             return self.error_kind
+        if self.status == self.Status.CUT_OFF and self.notice_figures.get("shortened_to"):
+            return "budget_shortened"
         if self.status in {self.Status.CUT_OFF, self.Status.INTERRUPTED}:
             return str(self.status)
         return ""
 
     @property
     def error_text(self) -> str:
-        """What the user reads about how a reply ended: the error catalog's words."""
-        if self.notice:
-            return self.notice
-        return entry_for(self.ending).user_message if self.ending else ""
+        """What the user reads about how a reply ended, in the active language: the error
+        catalog's words, or a budget refusal's own with its figures."""
+        ending = self.ending
+        if not ending:
+            return ""
+        if ending in {"budget_user", "budget_service"}:
+            words = refusal_words(ending.removeprefix("budget_"), self.notice_figures)
+            if words:
+                return words
+        reset = self.notice_figures.get("resets_at")
+        if ending == "budget_shortened" and reset:
+            reset_at = datetime.fromisoformat(reset)
+            if reset_at > timezone.now():  # once past, the reset time says nothing
+                return _("%(shortened)s It resets at %(when)s.") % {
+                    "shortened": entry_for(ending).user_message,
+                    "when": reset_words(reset_at),
+                }
+        return entry_for(ending).user_message
 
     @property
     def offer(self) -> str:
-        """What the page offers next for this reply: "retry", "continue" or nothing."""
+        """What the page offers next for this reply: "retry", "continue" or nothing. Only
+        what can work: no Retry of a budget refusal before the reset, no Continue the
+        budget left cannot pay for."""
         if self.role != self.Role.ASSISTANT or self.is_active or not self.ending:
             return ""
         if self.status == self.Status.CUT_OFF:
             # Cut off, or a Continue of it that failed or was stopped before any new text.
-            return CONTINUE if catalog.can_continue(catalog.get_model(self.model)) else ""
+            model = catalog.get_model(self.model)
+            if not catalog.can_continue(model) or not self._continue_affordable(model):
+                return ""
+            return CONTINUE
+        if self.ending in {"budget_user", "budget_service"}:
+            reset = self.notice_figures.get("resets_at")
+            passed = reset is not None and datetime.fromisoformat(reset) <= timezone.now()
+            return RETRY if passed else ""
         return entry_for(self.ending).action
+
+    def _continue_affordable(self, model: CatalogModel | None) -> bool:
+        """After a reply shortened to fit the budget: can the money left now pay for a
+        Continue (the reply so far read back, and the least useful reply)?"""
+        if self.ending != "budget_shortened" or model is None:
+            return True
+        owner = Conversation.objects.only("owner").get(pk=self.conversation_id).owner
+        left = spend_today(owner).left_micros
+        read_back = (self.input_tokens or 0) + (self.output_tokens or 0)
+        least = min(settings.MIN_USEFUL_OUTPUT_TOKENS, model.max_output_tokens)
+        return left >= cost_micros(
+            read_back,
+            least,
+            model.input_price_per_1k_micros or 0,
+            model.output_price_per_1k_micros or 0,
+        )
+
+    @property
+    def can_regenerate(self) -> bool:
+        """Regenerate only where a new answer may help: not instead of a Retry, and not
+        after a failure no new request can fix (a refused key, no credit, no budget)."""
+        if self.role != self.Role.ASSISTANT or self.reply_to_id is None or self.is_active:
+            return False
+        offer = self.offer
+        if offer == RETRY:
+            return False
+        if self.ending == "budget_shortened" and not offer:
+            return False  # the money left cannot pay for a new answer either
+        return not (self.status == self.Status.FAILED and not offer)
+
+    @property
+    def used_anything(self) -> bool:
+        """Whether the reply used tokens (or cost money): a footer of zeros says nothing."""
+        return bool(self.input_tokens or self.output_tokens or self.cost_micros)
 
     @property
     def announcement(self) -> str:

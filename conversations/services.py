@@ -279,16 +279,22 @@ def conversation_configure(
 
 def turn_retry(*, user: AbstractBaseUser, reply: Message) -> Turn:
     """Answer the question of a failed or interrupted reply again, as a new turn: a new
-    reply, a new reservation, billed as one. The failed reply stays as it was. The caller
-    has checked that `user` owns `reply`."""
+    reply, a new reservation, billed as one, in the failed reply's place. The caller has
+    checked that `user` owns `reply`."""
     with transaction.atomic():
         locked = _lock_for_turn(user, reply.conversation)
         failed = Message.objects.get(pk=reply.pk)
-        if failed.offer != RETRY or failed.reply_to is None:
+        if failed.superseded or failed.offer != RETRY or failed.reply_to is None:
             raise TurnRefused(_("This reply cannot be retried."))
         _must_be_latest(locked, failed)
         model = usable_model(locked.model)
-        return _open_reply(user, locked, failed.reply_to, model, kind=RETRY)
+        # The new reply takes the failed one's place on the page; the failed one stays in
+        # the records (and the bill), superseded, as Regenerate leaves the reply it replaces.
+        failed.superseded = True
+        failed.save(update_fields=["superseded"])
+        turn = _open_reply(user, locked, failed.reply_to, model, kind=RETRY)
+    turn.superseded = [failed.pk]
+    return turn
 
 
 def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
@@ -326,8 +332,10 @@ def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
         cut.status = Message.Status.STREAMING
         cut.reservation_id = grant.reservation_id
         cut.stop_reason = ""
+        cut.notice_figures = _shortened(grant, locked, model)
         cut.save(
             update_fields=[
+                "notice_figures",
                 "content",
                 "context_omitted",
                 "continued_from",
@@ -428,6 +436,19 @@ def _reserve(
     )
 
 
+def _shortened(
+    grant: meter.Grant, conversation: Conversation, model: CatalogModel
+) -> dict[str, object]:
+    """The figures of a reply the meter shortened to fit the money left (else none): if it
+    is cut off at that limit, it says so, and when the budget resets."""
+    if grant.max_tokens >= max_output(conversation, model):
+        return {}
+    return {
+        "shortened_to": grant.max_tokens,
+        "resets_at": meter.resets_at(meter.today()).isoformat(),
+    }
+
+
 def max_output(conversation: Conversation, model: CatalogModel) -> int:
     """The longest reply this conversation asks for: its setting, within the model's."""
     wanted = conversation.max_output_tokens or model.max_output_tokens
@@ -500,11 +521,12 @@ def _open_reply(
         # Nothing goes upstream; the user's message stays, to resend later.
         reply.status = Message.Status.FAILED
         reply.error_kind = f"budget_{refused.scope}"
-        reply.notice = refused.message
-        reply.save(update_fields=["context_omitted", "status", "error_kind", "notice"])
+        reply.notice_figures = refused.figures
+        reply.save(update_fields=["context_omitted", "status", "error_kind", "notice_figures"])
         return Turn(conversation, user_message, reply, None, created=True)
     reply.reservation_id = grant.reservation_id
-    reply.save(update_fields=["context_omitted", "reservation_id"])
+    reply.notice_figures = _shortened(grant, conversation, model)
+    reply.save(update_fields=["context_omitted", "reservation_id", "notice_figures"])
     request = _request(conversation, model, messages, grant)
     return Turn(
         conversation,

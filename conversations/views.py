@@ -15,20 +15,18 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from billing import catalog, meter
+from billing import catalog
 
-from . import exports, services
+from . import exports, figures, services
 from .models import Conversation
 from .selectors import (
     conversation_page,
     get_conversation_for_user,
-    history_tokens,
     messages_for_page,
     search_conversations,
 )
 
 PAGE = "conversations/chat.html"
-CONTEXT_WARNING = 0.8  # the model card: quality degrades near the context limit
 
 
 def _int(value: str | None) -> int | None:
@@ -45,29 +43,15 @@ def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
     context["current_model"] = (
         conversation.model if isinstance(conversation, Conversation) else catalog.default_model()
     )
-    context["spend"] = meter.spend_today(request.user)
-    context["history_tokens"] = 0
+    context["spend"] = figures.spend_for(request.user)
+    shown = conversation if isinstance(conversation, Conversation) else None
+    context["estimate"] = figures.cost_estimate(shown, context["models"])
+    context["gauge"] = figures.context_gauge(shown)
     if isinstance(conversation, Conversation):
-        context["history_tokens"] = history_tokens(conversation)
-        context["gauge"] = context_gauge(conversation, context["history_tokens"])
         context["settings_form"] = context.get("settings_form") or SettingsForm(
             instance=conversation
         )
     return render(request, PAGE, context)
-
-
-def context_gauge(conversation: Conversation, used: int) -> dict[str, object] | None:
-    """How much of the model's context window the conversation fills."""
-    model = catalog.get_model(conversation.model)
-    if model is None or not model.context_window:
-        return None
-    share = used / model.context_window
-    return {
-        "used": used,
-        "window": model.context_window,
-        "percent": min(100, round(share * 100)),
-        "warn": share >= CONTEXT_WARNING,
-    }
 
 
 @login_required
@@ -121,7 +105,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
         "next_page": next_page,
         "query": query,
         "archived": archived,
-        "spend": meter.spend_today(request.user),
+        "spend": figures.spend_for(request.user),
     }
     if request.headers.get("HX-Request") and page > 1:
         return render(request, "conversations/list.html#list-page", context)

@@ -242,32 +242,117 @@
     window.location.reload();
   });
 
-  // Before sending: the most the next message can cost, from the history so far, what is
-  // typed (estimated as the server does: a token per three UTF-8 bytes, or per word and
-  // mark if more) and a full-length reply, at the model's per-1k prices.
+  // Before sending: the most the next message can cost, as the server reserves it
+  // (billing/meter.py reserve): the model the picker shows, at its per-1k prices, for the
+  // input (the history as the server counts it, given by the page, plus what is typed,
+  // estimated as the server does: a token per three UTF-8 bytes, or per word and mark if
+  // more, and 4 of framing) and the conversation's longest reply (its setting, within the
+  // model's maximum); never more than the budget left today, which the spend meter gives.
+  function moneyFormat() {
+    var el = document.getElementById("cost-estimate");
+    var d = el ? el.dataset : {};
+    return {
+      pattern: d.moneyPattern || "${amount}",
+      decimal: d.moneyDecimal || ".",
+      thousands: d.moneyThousands || ",",
+    };
+  }
   function formatUsd(micros) {
-    // As the server shows money (billing/meter.py, format_usd).
-    if (micros === 0) return "$0.00";
-    if (micros >= 10000) return "$" + (micros / 1e6).toFixed(2);
-    var decimals = Math.max(4, (micros / 1e6).toFixed(6).replace(/0+$/, "").split(".")[1].length);
-    return "$" + (micros / 1e6).toFixed(decimals);
+    // One rule with the server (billing/meter.py, format_usd): the exact micro-dollars,
+    // trailing zeros trimmed, never fewer than two decimals, in the page's language.
+    var f = moneyFormat();
+    var abs = Math.abs(micros);
+    var digits = String(abs % 1000000).padStart(6, "0").replace(/0+$/, "");
+    while (digits.length < 2) digits += "0";
+    var whole = String(Math.floor(abs / 1000000)).replace(/\B(?=(\d{3})+(?!\d))/g, f.thousands);
+    return (micros < 0 ? "-" : "") + f.pattern.replace("{amount}", whole + f.decimal + digits);
   }
   function estimateTokens(text) {
     var bytes = new TextEncoder().encode(text).length;
     var pieces = (text.match(/[\p{L}\p{N}_]+|[^\p{L}\p{N}_\s]/gu) || []).length;
     return Math.max(Math.ceil(bytes / 3), pieces);
   }
+  function costMicros(inputTokens, outputTokens, model) {
+    // billing/meter.py cost_micros: whole micro-dollars, rounded up.
+    return Math.ceil((inputTokens * model.in + outputTokens * model.out) / 1000);
+  }
+  function budgetLeft() {
+    var meter = document.getElementById("spend-meter");
+    if (!meter || meter.dataset.left === undefined) return { left: Infinity, paused: false, text: "" };
+    return {
+      left: Number(meter.dataset.left),
+      paused: meter.dataset.paused === "true",
+      text: meter.dataset.pausedText || "",
+    };
+  }
   function updateEstimate() {
     var el = document.getElementById("cost-estimate");
     var input = document.getElementById("message-input");
+    var select = document.getElementById("model-select");
     if (!el || !input) return;
     var d = el.dataset;
-    var inputTokens = Number(d.historyTokens) + estimateTokens(input.value) + 4;
-    var micros = Math.ceil(
-      (inputTokens * Number(d.inputPrice) + Number(d.maxOutput) * Number(d.outputPrice)) / 1000
-    );
-    el.textContent = micros > 0 ? d.label.replace("{cost}", formatUsd(micros)) : "";
+    var models = JSON.parse(d.models || "{}");
+    var model = select ? models[select.value] : null;
+    el.classList.remove("cost-estimate--paused");
+    if (!model) {
+      el.textContent = "";
+      return;
+    }
+    if (!model.in && !model.out) {
+      el.textContent = d.labelFree;
+      return;
+    }
+    var longest = Math.max(1, Math.min(Number(d.maxOutputSetting) || model.max, model.max));
+    var typed = input.value ? estimateTokens(input.value) + 4 : 0;
+    // The server sends the history that fits in the window beside the longest reply.
+    var history = document.getElementById("estimate-history");
+    var historyTokens = history ? Number(history.value) : 0;
+    var inputTokens = Math.min(historyTokens + typed, Math.max(0, model.window - longest));
+    var micros = costMicros(inputTokens, longest, model);
+    var budget = budgetLeft();
+    var least = costMicros(inputTokens, Math.min(Number(d.minUseful) || longest, longest), model);
+    if (budget.paused || least > budget.left) {
+      // The meter would refuse it: sending (with a paid model) waits for the reset.
+      el.textContent = budget.text;
+      el.classList.add("cost-estimate--paused");
+    } else if (micros > budget.left) {
+      el.textContent = d.labelCapped.replace("{cost}", formatUsd(budget.left));
+    } else {
+      el.textContent = d.label.replace("{cost}", formatUsd(micros));
+    }
   }
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.id === "model-select") updateEstimate();
+  });
+  // Once the meter has refused a message for want of budget, sending with a paid model
+  // waits for the reset: the send is not made (the hint says why) and the text stays in
+  // the box. Captured before the handler that empties the box; a free model still sends.
+  function sendingPaused() {
+    var meter = document.getElementById("spend-meter");
+    var el = document.getElementById("cost-estimate");
+    var select = document.getElementById("model-select");
+    if (!meter || !el || !select || meter.dataset.paused !== "true") return false;
+    var model = JSON.parse(el.dataset.models || "{}")[select.value];
+    var resets = Date.parse(meter.dataset.resetsAt || "");
+    return Boolean(model && (model.in || model.out)) && !(Date.now() >= resets);
+  }
+  document.addEventListener(
+    "htmx:wsConfigSend",
+    function (event) {
+      if (event.detail.parameters.type !== "send" || !sendingPaused()) return;
+      event.preventDefault();
+      event.stopPropagation();
+      var submit = event.detail.triggeringEvent;
+      if (submit) submit.preventDefault(); // no plain form submission either
+      updateEstimate();
+      var input = document.getElementById("message-input");
+      if (input) input.focus();
+    },
+    true
+  );
+  // After each turn the server sends the spend meter and the history anew.
+  document.addEventListener("htmx:wsAfterMessage", updateEstimate);
+  document.addEventListener("htmx:afterSettle", updateEstimate);
   // A language picked in the list applies at once (the button is for pages without JS).
   document.addEventListener("change", function (event) {
     if (event.target && event.target.id === "language-select") event.target.form.submit();

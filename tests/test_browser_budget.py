@@ -25,14 +25,15 @@ def test_a_tiny_budget_is_never_overspent_and_the_refusal_is_in_words(tmp_path):
         page = browser.new_context(base_url=url).new_page()
         sign_up(page, "alice")
         meter = page.get_by_role("status", name="Today's spend")
-        expect(meter).to_have_text(re.compile(r"\$0\.00 of \$0\.0020 today"))
+        expect(meter).to_have_text(re.compile(r"\$0\.00 of \$0\.002 today"))
         box = page.get_by_role("textbox", name="Message")
         estimate = page.locator("#cost-estimate")
 
         seen: list[float] = []
         for attempt in range(1, 10):
             box.fill(f"Tell me more, part {attempt}. [sim:tokens=200]")
-            expect(estimate).to_contain_text("Next message: up to $")
+            # Step 10: once the budget left cannot pay for a reply, the hint says so.
+            expect(estimate).to_have_text(re.compile(r"Next message: up to \$|sending is paused"))
             page.get_by_role("button", name="Send").click()
             reply = page.locator("article.message--assistant").nth(attempt - 1)
             expect(reply).not_to_have_attribute("data-status", re.compile("pending|streaming"))
@@ -46,7 +47,7 @@ def test_a_tiny_budget_is_never_overspent_and_the_refusal_is_in_words(tmp_path):
         refusal = reply.locator(".message-error")
         expect(refusal).to_have_text(
             re.compile(
-                r"You've used \$0\.\d{4,6} of your \$0\.0020 daily budget\. "
+                r"You've used \$0\.\d{3,6} of your \$0\.002 daily budget\. "
                 r"It resets at 00:00 UTC \(in (\d+ h )?\d+ min\)\."
             )
         )
@@ -57,5 +58,5 @@ def test_a_tiny_budget_is_never_overspent_and_the_refusal_is_in_words(tmp_path):
             re.compile(r"Tell me more, part \d+\.")
         )
         # Each paid reply shows its cost.
-        expect(page.locator(".reply-cost").first).to_have_text(re.compile(r"\$0\.\d{4,6}"))
+        expect(page.locator(".reply-cost").first).to_have_text(re.compile(r"\$0\.\d{2,6}"))
         browser.close()

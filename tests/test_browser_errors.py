@@ -51,24 +51,25 @@ def test_failures_are_explained_in_words_and_a_cut_off_reply_continues(tmp_path)
         expect(reply.locator(".message-error")).to_have_text(CATALOG["rate_limit"].user_message)
         assert not RAW.search(reply.inner_text())
         reply.get_by_role("button", name="Retry").click()
-        answer = settled(2, "complete")
+        # Step 10: the new reply takes the failed one's place (the records keep both).
+        answer = settled(1, "complete")
         expect(answer.locator(".markdown")).not_to_be_empty()
-        # The failed reply keeps its words, and its Retry is gone (it is not the latest).
-        expect(reply.get_by_role("button", name="Retry")).to_be_hidden()
+        expect(replies).to_have_count(2)
+        expect(page.locator(".message-error")).to_have_count(1)  # the 401's only
 
         # A reply cut off at the length limit goes on in place with Continue.
         db.execute(
             "UPDATE billing_catalogmodel SET max_output_tokens = 30 WHERE slug = ?", ["claude-4-6"]
         )
         send("Tell me a long story [sim:tokens=70]")
-        reply = settled(3, "cut_off")
+        reply = settled(2, "cut_off")
         expect(reply.locator(".message-note")).to_have_text(CATALOG["cut_off"].user_message)
         first = reply.locator(".markdown").inner_text()
         reply.get_by_role("button", name="Continue").click()
-        reply = settled(3, "cut_off")
+        reply = settled(2, "cut_off")
         reply.get_by_role("button", name="Continue").click()
-        reply = settled(3, "complete")
-        expect(replies).to_have_count(4)  # the same reply, not a new one
+        reply = settled(2, "complete")
+        expect(replies).to_have_count(3)  # the same reply, not a new one
         expect(reply.get_by_role("button", name="Continue")).to_have_count(0)
         text = reply.locator(".markdown").inner_text()
         assert len(text) > len(first) and text.startswith(first.split("\n")[0])
@@ -86,7 +87,7 @@ def test_failures_are_explained_in_words_and_a_cut_off_reply_continues(tmp_path)
         # Out of the day's budget: the refusal says how much and when it resets.
         db.execute("INSERT INTO billing_userbudget (user_id, daily_cap_micros) VALUES (1, 1)")
         send("One more question")
-        reply = settled(4, "failed")
+        reply = settled(3, "failed")
         note = reply.locator(".message-error")
         expect(note).to_contain_text("daily budget")
         expect(note).to_contain_text("It resets at")

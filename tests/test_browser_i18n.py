@@ -41,7 +41,10 @@ def test_a_french_browser_gets_french_and_can_switch_to_english(tmp_path):
         expect(page.get_by_role("link", name="Nouvelle discussion")).to_be_visible()
         box = page.get_by_role("textbox", name="Message")
         box.fill("Bonjour [sim:error=401]")
-        expect(page.locator("#cost-estimate")).to_contain_text("Prochain message : jusqu’à $")
+        # Step 10: money written the French way.
+        expect(page.locator("#cost-estimate")).to_have_text(
+            re.compile(r"Prochain message : jusqu’à 0,\d+\s\$\.")
+        )
         page.get_by_role("button", name="Envoyer").click()
         failed = page.locator("article.message--assistant")
         expect(failed).to_have_attribute("data-status", "failed")

@@ -63,8 +63,9 @@ CASES = [
 def test_every_catalog_entry_has_a_case_and_plain_words() -> None:
     tested = {case.kind for case in CASES}
     # Not driven here: failures the simulator cannot produce on request (tested in
-    # test_provider), and a server restart (test_process_death).
-    elsewhere = {"malformed", "unknown", "interrupted"}
+    # test_provider), a server restart (test_process_death), and a reply shortened to fit
+    # the budget left (test_money).
+    elsewhere = {"malformed", "unknown", "interrupted", "budget_shortened"}
     assert set(CATALOG) == tested | elsewhere
     for kind, entry in CATALOG.items():
         assert not RAW.search(entry.user_message), kind

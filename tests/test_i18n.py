@@ -138,7 +138,7 @@ async def test_the_websocket_speaks_the_pages_language(alice, alice_cookie):
     frames = await receive_until(comm, 'data-status="failed"')
     await comm.disconnect()
     assert "L’assistant est indisponible pour le moment." in frames[-1]
-    assert "sur $5.00 aujourd’hui" in frames[-1]
+    assert "sur 5,00\u00a0$ aujourd’hui" in frames[-1]  # Step 10: money in French
     # An English page's socket stays English.
     english = communicator(alice_cookie)
     await english.connect()

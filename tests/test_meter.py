@@ -58,11 +58,14 @@ def test_cost_grows_with_tokens(i, o, extra):
         (100_000_000, "$100.00"),
         (9_999, "$0.009999"),
         (29, "$0.000029"),
-        (12_345_678, "$12.35"),
+        (12_345_678, "$12.345678"),
         (10_000, "$0.01"),
+        (10_118, "$0.010118"),
+        (2_000, "$0.002"),
     ],
 )
-def test_money_is_shown_in_dollars_with_sensible_rounding(micros, text):
+def test_money_is_shown_in_dollars_to_the_micro_dollar(micros, text):
+    # Step 10: one rule for every amount, exact (a total reads as the sum of its rows).
     assert meter.format_usd(micros) == text
 
 

@@ -200,4 +200,15 @@ FR = {
 "User's daily budget reached": "Budget quotidien de l’utilisateur atteint",
 "Service's daily limit reached": "Plafond quotidien du service atteint",
 "Model without a valid price": "Modèle sans prix valide",
+# Step 10 — money
+"$%(amount)s": "%(amount)s\u00a0$",
+"You had used %(spent)s of your %(cap)s daily budget. It has reset since: you can send again.": "Vous aviez utilisé %(spent)s de votre budget quotidien de %(cap)s. Il s’est renouvelé depuis : vous pouvez de nouveau envoyer des messages.",
+"The service had reached that day's spending limit of %(cap)s. It has reset since: you can send again.": "Le service avait atteint sa limite de dépenses du jour de %(cap)s. Elle s’est renouvelée depuis : vous pouvez de nouveau envoyer des messages.",
+"Your daily budget is used up: sending is paused until %(when)s.": "Votre budget du jour est épuisé : l’envoi est suspendu jusqu’à %(when)s.",
+"This reply was shortened to fit your budget left today.": "Cette réponse a été raccourcie pour tenir dans ce qui reste de votre budget du jour.",
+"%(shortened)s It resets at %(when)s.": "%(shortened)s Il se renouvelle à %(when)s.",
+"Waiting for the model…": "En attente du modèle…",
+"Waiting for the model… starting in about %(wait)s s.": "En attente du modèle… début dans environ %(wait)s s.",
+"Next message: up to {cost} (your budget left today).": "Prochain message : jusqu’à {cost} (ce qui reste de votre budget du jour).",
+"Next message: free with this model.": "Prochain message : gratuit avec ce modèle.",
 }

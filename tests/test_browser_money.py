@@ -1,0 +1,170 @@
+"""Money hints as a person reads them in the browser (Step 10): the cost of the next
+message for the chosen model, the conversation's longest reply and the budget left; Retry
+in the failed reply's place; a French page with no English notice."""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+
+import pytest
+from django.utils import translation
+from playwright.sync_api import expect, sync_playwright
+
+from billing.catalog import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+from billing.errors import CATALOG
+from billing.meter import format_usd
+
+from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
+from .test_browser_chat import sign_up
+
+pytestmark = pytest.mark.browser
+PRICE_IN, PRICE_OUT = 1000, 2000  # claude-4-6, micro-dollars per 1,000 tokens
+ENGLISH = re.compile(r"You.ve|You had|The model|The service|Please|It resets|Try|Queued")
+
+
+def typed(text: str) -> int:
+    return estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+
+
+def cost(input_tokens: int, output_tokens: int) -> int:
+    return math.ceil((input_tokens * PRICE_IN + output_tokens * PRICE_OUT) / 1000)
+
+
+def test_the_next_message_costs_what_the_model_the_setting_and_the_budget_allow(tmp_path):
+    env = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "2", "THINKING_CUE_SECONDS": "60"}
+    with served_app(tmp_path, **env) as url, sync_playwright() as playwright:
+        db = sqlite3.connect(tmp_path / "app.sqlite3", isolation_level=None)
+        browser = launch_chromium(playwright)
+        page = browser.new_context(base_url=url).new_page()
+        sign_up(page, "alice")
+        box = page.get_by_role("textbox", name="Message")
+        estimate = page.locator("#cost-estimate")
+        picker = page.get_by_label("Model", exact=True)
+
+        def history() -> int:
+            return db.execute(
+                "SELECT SUM(context_tokens) FROM conversations_message WHERE superseded = 0"
+            ).fetchone()[0]
+
+        # Before the first message: the picker's model, its longest reply (4,096 tokens).
+        text = "Hello there, how are you?"
+        box.fill(text)
+        expect(estimate).to_have_text(f"Next message: up to {format_usd(cost(typed(text), 4096))}.")
+        # A free model costs nothing, whatever is typed.
+        picker.select_option("smollm2-135m")
+        expect(estimate).to_have_text("Next message: free with this model.")
+        picker.select_option("claude-4-6")
+        expect(estimate).to_have_text(f"Next message: up to {format_usd(cost(typed(text), 4096))}.")
+
+        # After the first reply, with no reload: the history counts, the gauge is live.
+        box.fill("Hello there [sim:tokens=5]")
+        page.get_by_role("button", name="Send").click()
+        reply = page.locator("article.message--assistant").first
+        expect(reply).to_have_attribute("data-status", "complete", timeout=20_000)
+        expect(page.locator("#context-gauge")).to_be_visible()
+        expect(page.locator("#context-gauge")).to_contain_text("<1% of 128,000 tokens")
+        expect(estimate).to_have_text(f"Next message: up to {format_usd(cost(history(), 4096))}.")
+
+        # A $0.002 budget: the figure is the budget left, and says so.
+        db.execute("INSERT INTO billing_userbudget (user_id, daily_cap_micros) VALUES (1, 2000)")
+        page.reload()
+        spent = db.execute("SELECT spent_micros FROM billing_dailyspend WHERE scope = 'user:1'")
+        left = 2000 - spent.fetchone()[0]
+        box.fill(text)
+        expect(estimate).to_have_text(
+            f"Next message: up to {format_usd(left)} (your budget left today)."
+        )
+        assert cost(history() + typed(text), 4096) > left
+
+        # The conversation's longest reply, once its settings are saved: 60 tokens.
+        page.locator(".conversation-menu summary").click()
+        page.get_by_label("Max output tokens").fill("60")
+        page.get_by_role("button", name="Save settings").click()
+        expect(page.get_by_label("Max output tokens")).to_have_value("60")
+        box.fill(text)
+        expected = cost(history() + typed(text), 60)
+        assert expected < left
+        expect(estimate).to_have_text(f"Next message: up to {format_usd(expected)}.")
+        browser.close()
+        db.close()
+
+
+def test_retry_replaces_the_failed_reply_and_a_french_page_reads_french(tmp_path):
+    env = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "2", "THINKING_CUE_SECONDS": "60"}
+    with served_app(tmp_path, **env) as url, sync_playwright() as playwright:
+        db = sqlite3.connect(tmp_path / "app.sqlite3", isolation_level=None)
+        browser = launch_chromium(playwright)
+        page = browser.new_context(base_url=url).new_page()
+        sign_up(page, "alice")
+        box = page.get_by_role("textbox", name="Message")
+        replies = page.locator("article.message--assistant")
+
+        def send(text: str) -> None:
+            box.fill(text)
+            page.get_by_role("button", name="Send").click()
+
+        # Retry: the new reply takes the failed one's place; one box, not two.
+        send("Hi [sim:error=500x3] [sim:tokens=5]")
+        expect(replies.first).to_have_attribute("data-status", "failed", timeout=30_000)
+        expect(replies.first.locator(".message-meta")).not_to_contain_text("0 in")
+        replies.first.get_by_role("button", name="Retry").click()
+        expect(replies).to_have_count(1)
+        expect(replies.first).to_have_attribute("data-status", "complete", timeout=20_000)
+        expect(page.locator(".message-error")).to_have_count(0)
+        page.reload()
+        expect(replies).to_have_count(1)
+        assert db.execute(
+            "SELECT status, superseded FROM conversations_message WHERE role = 'assistant' "
+            "ORDER BY id"
+        ).fetchall() == [("failed", 1), ("complete", 0)]
+
+        # An upstream error and a budget refusal, both while the page is in English.
+        send("Hi again [sim:error=400]")
+        expect(replies.nth(1)).to_have_attribute("data-status", "failed", timeout=20_000)
+        db.execute("INSERT INTO billing_userbudget (user_id, daily_cap_micros) VALUES (1, 1)")
+        send("One more")
+        refused = replies.nth(2)
+        expect(refused).to_have_attribute("data-status", "failed", timeout=20_000)
+        expect(refused.locator(".message-error")).to_contain_text("You've used")
+        # No Retry before the reset; the meter and the composer's hint say sending is paused.
+        expect(refused.get_by_role("button", name="Retry")).to_have_count(0)
+        expect(page.locator("#spend-meter")).to_have_class(re.compile("spend-meter--paused"))
+        expect(page.locator("#cost-estimate")).to_contain_text("sending is paused until 00:00")
+        # Sending again with this model waits for the reset; what was typed stays.
+        send("Still there?")
+        expect(box).to_have_value("Still there?")
+        expect(page.locator("article.message--user")).to_have_count(3)
+        expect(replies).to_have_count(3)
+        # A free model still answers: the text typed goes now, once.
+        page.get_by_label("Model", exact=True).select_option("smollm2-135m")
+        expect(page.locator("#cost-estimate")).to_have_text("Next message: free with this model.")
+        page.get_by_role("button", name="Send").click()
+        expect(replies.nth(3)).not_to_have_attribute(
+            "data-status", re.compile("pending|streaming"), timeout=120_000
+        )
+        expect(page.locator("article.message--user")).to_have_count(4)
+        expect(page.locator("article.message--user .message-body").last).to_have_text(
+            "Still there?"
+        )
+
+        # The reader chooses French: every notice reads French, money the French way.
+        page.get_by_label("Language").select_option("fr")
+        expect(page.locator("html")).to_have_attribute("lang", "fr")
+        with translation.override("fr"):
+            invalid = str(CATALOG["invalid_request"].words)
+        expect(replies.nth(1).locator(".message-note")).to_have_text(invalid)
+        expect(refused.locator(".message-note")).to_have_text(
+            re.compile(
+                r"Vous avez utilisé 0,\d+\s\$ de votre budget quotidien de 0,000001\s\$\. "
+                r"Il se renouvelle à 00:00 UTC \(dans (\d+ h )?\d+ min\)\."
+            )
+        )
+        for note in page.locator(".message-note").all():
+            assert not ENGLISH.search(note.inner_text()), note.inner_text()
+        expect(page.locator("#spend-meter")).to_contain_text("l’envoi est suspendu jusqu’à 00:00")
+        page.get_by_label("Modèle", exact=True).select_option("claude-4-6")
+        expect(page.locator("#cost-estimate")).to_contain_text("l’envoi est suspendu")
+        browser.close()
+        db.close()
