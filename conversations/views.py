@@ -3,13 +3,17 @@ work as plain links and forms, without JavaScript; chatting uses the websocket."
 
 from __future__ import annotations
 
+import datetime
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -17,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from billing import catalog, meter
 
-from . import exports, services
+from . import exports, frames, services
 from .models import Conversation
 from .selectors import (
     conversation_page,
@@ -29,6 +33,34 @@ from .selectors import (
 
 PAGE = "conversations/chat.html"
 CONTEXT_WARNING = 0.8  # the model card: quality degrades near the context limit
+DIALOGS = {"rename", "settings"}  # the Conversation menu's dialogs a link can open
+
+
+@dataclass
+class ConversationGroup:
+    key: str  # today, yesterday, week, older: the list's element ids use it
+    label: str
+    items: list[Conversation] = field(default_factory=list)
+
+
+def conversation_groups(
+    rows: Sequence[Conversation], *, today: datetime.date | None = None
+) -> list[ConversationGroup]:
+    """The list, newest first, in groups by the day of each conversation's last activity
+    in the active time zone: Today (always, even empty: a conversation opened over the
+    socket goes there), Yesterday, Previous 7 days, Older (those only when not empty)."""
+    today = today or timezone.localdate()
+    groups = [
+        ConversationGroup("today", _("Today")),
+        ConversationGroup("yesterday", _("Yesterday")),
+        ConversationGroup("week", _("Previous 7 days")),
+        ConversationGroup("older", _("Older")),
+    ]
+    for row in rows:
+        age = (today - timezone.localdate(row.updated_at)).days
+        index = 0 if age <= 0 else 1 if age == 1 else 2 if age <= 7 else 3
+        groups[index].items.append(row)
+    return [group for group in groups if group.key == "today" or group.items]
 
 
 def _int(value: str | None) -> int | None:
@@ -40,20 +72,30 @@ def _int(value: str | None) -> int | None:
 
 def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
     conversation = context["conversation"]
-    context["conversations"], context["next_page"] = conversation_page(request.user)
+    rows, context["next_page"] = conversation_page(request.user)
+    context["conversation_groups"] = conversation_groups(rows)
     context["models"] = catalog.available_models()
     context["current_model"] = (
         conversation.model if isinstance(conversation, Conversation) else catalog.default_model()
     )
     context["spend"] = meter.spend_today(request.user)
     context["history_tokens"] = 0
+    context["model_name"] = frames.model_display_name(context["current_model"])
     if isinstance(conversation, Conversation):
+        context.setdefault("open_dialog", _dialog(request))
         context["history_tokens"] = history_tokens(conversation)
         context["gauge"] = context_gauge(conversation, context["history_tokens"])
         context["settings_form"] = context.get("settings_form") or SettingsForm(
             instance=conversation
         )
     return render(request, PAGE, context)
+
+
+def _dialog(request: HttpRequest) -> str | None:
+    """The menu dialog a link asked to open (`?dialog=rename`): the way to it without
+    JavaScript."""
+    name = request.GET.get("dialog")
+    return name if name in DIALOGS else None
 
 
 def context_gauge(conversation: Conversation, used: int) -> dict[str, object] | None:
@@ -215,7 +257,7 @@ def configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
             "thread": shown,
             "older": older,
             "settings_form": form,
-            "settings_open": True,
+            "open_dialog": "settings",
         },
     )
 

@@ -171,4 +171,17 @@ FR = {
 "Time to first token p50 / p95 / p99": "Délai avant le premier jeton p50 / p95 / p99",
 "Rate-limited (429)": "Limités en débit (429)",
 "Retries": "Nouvelles tentatives",
+# Step 10 — layout: phone drawer, sidebar, header, Conversation menu
+"Close": "Fermer",
+"Today": "Aujourd’hui",
+"Yesterday": "Hier",
+"Previous 7 days": "7 jours précédents",
+"Older": "Plus ancien",
+"Conversation menu": "Menu de la conversation",
+"Rename…": "Renommer…",
+"Settings…": "Réglages…",
+"Export Markdown": "Exporter en Markdown",
+"Export JSON": "Exporter en JSON",
+"Rename conversation": "Renommer la conversation",
+"Conversation settings": "Réglages de la conversation",
 }
