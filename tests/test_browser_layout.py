@@ -393,3 +393,42 @@ def test_switching_the_model_renames_it_in_the_header_without_a_reload(tmp_path)
             "Claude 4.6"
         )
         browser.close()
+
+
+def test_without_javascript_the_menu_and_its_dialogs_still_work_on_a_phone(tmp_path):
+    with served(tmp_path, **ENV) as app, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_context(base_url=app.url, **PHONE).new_page()
+        sign_up(page, "alice")
+        send(page, "Tell me about otters [sim:tokens=10]")
+        settled(page)
+        expect(page).to_have_url(CONVERSATION_URL)
+        conversation = page.url
+        state = page.context.storage_state()
+        plain = browser.new_context(
+            base_url=app.url, java_script_enabled=False, storage_state=state, **PHONE
+        )
+        page = plain.new_page()
+        page.goto(conversation)
+        # The list: a link to the page of all conversations.
+        page.get_by_role("link", name="Conversations").click()
+        expect(page).to_have_url(re.compile(r"/conversations/$"))
+        page.goto(conversation)
+        # The menu opens as a disclosure; Rename… opens its dialog with the page.
+        page.get_by_role("button", name="Conversation menu").click()
+        menu_item(page, "Rename…").click()
+        expect(page).to_have_url(re.compile(r"\?dialog=rename$"))
+        dialog = page.get_by_role("dialog", name="Rename conversation")
+        expect(dialog).to_be_visible()
+        assert in_view(page, dialog)
+        dialog.get_by_label("Name", exact=True).fill("Otter facts")
+        dialog.get_by_role("button", name="Rename").click()
+        expect(page).to_have_url(conversation)
+        expect(page.get_by_role("heading", level=1)).to_have_text("Otter facts")
+        page.get_by_role("button", name="Conversation menu").click()
+        menu_item(page, "Settings…").click()
+        dialog = page.get_by_role("dialog", name="Conversation settings")
+        dialog.get_by_label("Temperature").fill("0.4")
+        dialog.get_by_role("button", name="Save settings").click()
+        expect(page.get_by_role("status").filter(has_text="Settings saved.")).to_be_visible()
+        browser.close()
