@@ -341,8 +341,10 @@
     if (returnFocus) parts.toggle.focus();
   }
 
+  var MENUS = "details.conversation-menu, details.item-menu";
+
   function closeMenus(except) {
-    document.querySelectorAll("details.conversation-menu[open]").forEach(function (menu) {
+    document.querySelectorAll("details.conversation-menu[open], details.item-menu[open]").forEach(function (menu) {
       if (menu !== except) menu.open = false;
     });
   }
@@ -370,10 +372,10 @@
         return;
       }
     }
-    // A click outside an open menu, or on a download in it, closes it.
-    if (!target.closest("details.conversation-menu") || target.closest(".menu-items a[download]")) {
-      closeMenus(null);
-    }
+    // A click outside an open menu, or on a download in it, closes it; one menu at a time.
+    var inMenu = target.closest(MENUS);
+    if (!inMenu || target.closest("a[download]")) closeMenus(null);
+    else closeMenus(inMenu);
   });
 
   document.addEventListener("keydown", function (event) {
@@ -383,7 +385,8 @@
         event.stopImmediatePropagation();
         return;
       }
-      var openMenu = document.querySelector("details.conversation-menu[open]");
+      var openMenu = document.querySelector("details.item-menu[open]") ||
+        document.querySelector("details.conversation-menu[open]");
       if (openMenu) {
         event.preventDefault();
         event.stopImmediatePropagation();

@@ -432,3 +432,49 @@ def test_without_javascript_the_menu_and_its_dialogs_still_work_on_a_phone(tmp_p
         dialog.get_by_role("button", name="Save settings").click()
         expect(page.get_by_role("status").filter(has_text="Settings saved.")).to_be_visible()
         browser.close()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_each_conversation_in_the_list_has_its_own_menu(tmp_path, size):
+    with served(tmp_path, **ENV) as app, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        look = DESKTOP if size == "desktop" else PHONE
+        page = browser.new_context(base_url=app.url, accept_downloads=True, **look).new_page()
+        sign_up(page, "alice")
+        send(page, "Tell me about seals [sim:tokens=10]")
+        settled(page)
+        expect(page).to_have_url(CONVERSATION_URL)
+        seals = page.url
+        page.goto("/")  # a new chat
+        send(page, "Tell me about whales [sim:tokens=10]")
+        settled(page)
+        expect(page).to_have_url(CONVERSATION_URL)
+
+        def options() -> None:
+            if size == "phone":
+                page.get_by_role("button", name="Conversations").click()
+            item = page.locator("#conversation-list li[id]").filter(has_text="seals")
+            item.hover()
+            button = page.get_by_role("button", name="Options for “Tell me about seals")
+            expect(button).to_be_visible()
+            button.click()
+            expect(item.locator(".item-menu-items")).to_be_visible()
+            assert in_view(page, item.locator(".item-menu-items"))
+
+        options()
+        with page.expect_download() as info:
+            page.locator(".item-menu-items").get_by_role("link", name="Export JSON").click()
+        assert "seals" in Path(info.value.path()).read_text(encoding="utf-8")
+        page.keyboard.press("Escape")
+        if size == "phone":
+            page.keyboard.press("Escape")  # and the drawer
+        options()
+        page.locator(".item-menu-items").get_by_role("link", name="Rename…").click()
+        expect(page).to_have_url(f"{seals}?dialog=rename")
+        dialog = page.get_by_role("dialog", name="Rename conversation")
+        expect(dialog).to_be_visible()
+        dialog.get_by_label("Name", exact=True).fill("Seal facts")
+        dialog.get_by_role("button", name="Rename").click()
+        expect(page).to_have_url(seals)
+        expect(page.get_by_role("heading", level=1)).to_have_text("Seal facts")
+        browser.close()

@@ -184,4 +184,5 @@ FR = {
 "Export JSON": "Exporter en JSON",
 "Rename conversation": "Renommer la conversation",
 "Conversation settings": "Réglages de la conversation",
+"Options for “%(title)s”": "Options de « %(title)s »",
 }
