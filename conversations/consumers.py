@@ -197,9 +197,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     user=self.scope["user"], model=model
                 )
             elif model:
+                before = conversation.model
                 conversation = await database_sync_to_async(services.conversation_set_model)(
                     conversation=conversation, model=model
                 )
+                if conversation.model != before:
+                    await self.send(
+                        text_data=await database_sync_to_async(frames.model_switched)(conversation)
+                    )
         except services.TurnRefused as refused:
             await self.send(text_data=frames.error(refused.message, restore=_str(text)))
             return
@@ -215,7 +220,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=frames.error(refused.message, restore=_str(text)))
             return
         if opened:
-            await self.send(text_data=frames.conversation_opened(turn.conversation))
+            opened_frame = await database_sync_to_async(frames.conversation_opened)(
+                turn.conversation
+            )
+            await self.send(text_data=opened_frame)
         await generation.launch(turn)
 
     async def on_stop(self, payload: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from django.utils.html import escape
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from billing import catalog
 from billing.meter import Spend
 
 from .models import Conversation, Message
@@ -108,11 +109,31 @@ def announce(message: Message) -> str:
     )
 
 
+def model_display_name(slug: str) -> str:
+    """The name people know a model by ("Claude 4.6"), or its slug if the catalog has
+    no such model any more."""
+    model = catalog.get_model(slug)
+    return model.display_name if model is not None and model.display_name else slug
+
+
 def conversation_opened(conversation: Conversation) -> str:
     """Tell the page which conversation it is now in (its address bar follows), and put
-    the conversation at the top of the list."""
+    the conversation at the top of the list's Today group."""
     return render_to_string(
-        f"{PAGE}#conversation-opened", {"conversation": conversation, "oob": True}
+        f"{PAGE}#conversation-opened",
+        {
+            "conversation": conversation,
+            "model_name": model_display_name(conversation.model),
+            "oob": True,
+        },
+    )
+
+
+def model_switched(conversation: Conversation) -> str:
+    """The header names the model that answers from now on."""
+    return render_to_string(
+        f"{PAGE}#model-name",
+        {"model_name": model_display_name(conversation.model), "oob": True},
     )
 
 

@@ -3,13 +3,17 @@ work as plain links and forms, without JavaScript; chatting uses the websocket."
 
 from __future__ import annotations
 
+import datetime
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -17,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from billing import catalog
 
-from . import exports, figures, services
+from . import exports, figures, frames, services
 from .models import Conversation
 from .selectors import (
     conversation_page,
@@ -27,6 +31,34 @@ from .selectors import (
 )
 
 PAGE = "conversations/chat.html"
+DIALOGS = {"rename", "settings"}  # the Conversation menu's dialogs a link can open
+
+
+@dataclass
+class ConversationGroup:
+    key: str  # today, yesterday, week, older: the list's element ids use it
+    label: str
+    items: list[Conversation] = field(default_factory=list)
+
+
+def conversation_groups(
+    rows: Sequence[Conversation], *, today: datetime.date | None = None
+) -> list[ConversationGroup]:
+    """The list, newest first, in groups by the day of each conversation's last activity
+    in the active time zone: Today (always, even empty: a conversation opened over the
+    socket goes there), Yesterday, Previous 7 days, Older (those only when not empty)."""
+    today = today or timezone.localdate()
+    groups = [
+        ConversationGroup("today", _("Today")),
+        ConversationGroup("yesterday", _("Yesterday")),
+        ConversationGroup("week", _("Previous 7 days")),
+        ConversationGroup("older", _("Older")),
+    ]
+    for row in rows:
+        age = (today - timezone.localdate(row.updated_at)).days
+        index = 0 if age <= 0 else 1 if age == 1 else 2 if age <= 7 else 3
+        groups[index].items.append(row)
+    return [group for group in groups if group.key == "today" or group.items]
 
 
 def _int(value: str | None) -> int | None:
@@ -38,7 +70,8 @@ def _int(value: str | None) -> int | None:
 
 def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
     conversation = context["conversation"]
-    context["conversations"], context["next_page"] = conversation_page(request.user)
+    rows, context["next_page"] = conversation_page(request.user)
+    context["conversation_groups"] = conversation_groups(rows)
     context["models"] = catalog.available_models()
     context["current_model"] = (
         conversation.model if isinstance(conversation, Conversation) else catalog.default_model()
@@ -47,11 +80,20 @@ def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
     shown = conversation if isinstance(conversation, Conversation) else None
     context["estimate"] = figures.cost_estimate(shown, context["models"])
     context["gauge"] = figures.context_gauge(shown)
+    context["model_name"] = frames.model_display_name(context["current_model"])
     if isinstance(conversation, Conversation):
+        context.setdefault("open_dialog", _dialog(request))
         context["settings_form"] = context.get("settings_form") or SettingsForm(
             instance=conversation
         )
     return render(request, PAGE, context)
+
+
+def _dialog(request: HttpRequest) -> str | None:
+    """The menu dialog a link asked to open (`?dialog=rename`): the way to it without
+    JavaScript."""
+    name = request.GET.get("dialog")
+    return name if name in DIALOGS else None
 
 
 @login_required
@@ -199,7 +241,7 @@ def configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
             "thread": shown,
             "older": older,
             "settings_form": form,
-            "settings_open": True,
+            "open_dialog": "settings",
         },
     )
 

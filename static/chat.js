@@ -372,3 +372,154 @@
     if (input) input.focus();
   });
 })();
+
+/* === Layout (Step 10): the conversation drawer on phones, the Conversation menu and its
+ * dialogs. Without JavaScript the drawer's link goes to the list page, the menu is a plain
+ * <details>, and its Rename and Settings links reload the page with their dialog open. */
+(function () {
+  "use strict";
+
+  var FOCUSABLE =
+    'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), ' +
+    "select:not([disabled]), textarea:not([disabled]), summary, [tabindex]:not([tabindex='-1'])";
+
+  function drawerParts() {
+    return {
+      sidebar: document.getElementById("sidebar"),
+      toggle: document.querySelector(".drawer-toggle"),
+      backdrop: document.querySelector(".drawer-backdrop"),
+      main: document.querySelector("main.chat"),
+    };
+  }
+
+  function drawerOpen() {
+    var parts = drawerParts();
+    return !!(parts.sidebar && parts.sidebar.classList.contains("open"));
+  }
+
+  function visibleFocusables(root) {
+    return Array.prototype.filter.call(root.querySelectorAll(FOCUSABLE), function (el) {
+      return el.offsetParent !== null || el === document.activeElement;
+    });
+  }
+
+  function openDrawer() {
+    var parts = drawerParts();
+    if (!parts.sidebar) return;
+    parts.sidebar.classList.add("open");
+    parts.backdrop.hidden = false;
+    parts.toggle.setAttribute("aria-expanded", "true");
+    // What is behind the drawer cannot be reached while it is open.
+    parts.main.inert = true;
+    document.body.classList.add("drawer-is-open");
+    var current = parts.sidebar.querySelector("[aria-current='page']");
+    var first = current || parts.sidebar.querySelector(".new-chat");
+    if (first) first.focus();
+  }
+
+  function closeDrawer(returnFocus) {
+    var parts = drawerParts();
+    if (!parts.sidebar || !drawerOpen()) return;
+    parts.sidebar.classList.remove("open");
+    parts.backdrop.hidden = true;
+    parts.toggle.setAttribute("aria-expanded", "false");
+    parts.main.inert = false;
+    document.body.classList.remove("drawer-is-open");
+    if (returnFocus) parts.toggle.focus();
+  }
+
+  var MENUS = "details.conversation-menu, details.item-menu";
+
+  function closeMenus(except) {
+    document.querySelectorAll("details.conversation-menu[open], details.item-menu[open]").forEach(function (menu) {
+      if (menu !== except) menu.open = false;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target;
+    if (target.closest(".drawer-toggle")) {
+      if (drawerOpen()) closeDrawer(true);
+      else openDrawer();
+      return;
+    }
+    if (target.closest(".drawer-close") || target.closest(".drawer-backdrop")) {
+      closeDrawer(true);
+      return;
+    }
+    var opener = target.closest("[data-dialog]");
+    if (opener) {
+      var dialog = document.getElementById(opener.dataset.dialog);
+      if (dialog && dialog.showModal) {
+        event.preventDefault();
+        closeMenus(null);
+        dialog.showModal();
+        var field = dialog.querySelector("input:not([type=hidden]), textarea");
+        if (field) field.focus();
+        return;
+      }
+    }
+    // A click outside an open menu, or on a download in it, closes it; one menu at a time.
+    var inMenu = target.closest(MENUS);
+    if (!inMenu || target.closest("a[download]")) closeMenus(null);
+    else closeMenus(inMenu);
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") {
+      // A modal dialog closes itself on Escape; nothing else on the page acts on it.
+      if (document.querySelector("dialog[open]:modal")) {
+        event.stopImmediatePropagation();
+        return;
+      }
+      var openMenu = document.querySelector("details.item-menu[open]") ||
+        document.querySelector("details.conversation-menu[open]");
+      if (openMenu) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        openMenu.open = false;
+        openMenu.querySelector("summary").focus();
+        return;
+      }
+      if (drawerOpen()) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        closeDrawer(true);
+      }
+      return;
+    }
+    // Focus stays inside the open drawer: Tab past its last control comes back to its first.
+    if (event.key === "Tab" && drawerOpen()) {
+      var sidebar = drawerParts().sidebar;
+      var items = visibleFocusables(sidebar);
+      if (!items.length) return;
+      var first = items[0];
+      var last = items[items.length - 1];
+      var inside = sidebar.contains(document.activeElement);
+      if (event.shiftKey && (document.activeElement === first || !inside)) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && (document.activeElement === last || !inside)) {
+        event.preventDefault();
+        first.focus();
+      }
+    }
+  }, true);
+
+  // Wider than a phone, the sidebar is not a drawer: nothing stays inert.
+  var phone = window.matchMedia("(max-width: 720px)");
+  function onResize() {
+    if (!phone.matches) closeDrawer(false);
+  }
+  if (phone.addEventListener) phone.addEventListener("change", onResize);
+
+  // A dialog the server opened (a link without JavaScript, or settings with errors) is
+  // shown as a modal, like one opened from the menu.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("dialog[data-show-modal][open]").forEach(function (dialog) {
+      if (!dialog.showModal) return;
+      dialog.close();
+      dialog.showModal();
+    });
+  });
+})();

@@ -37,12 +37,13 @@ def reply(page: Page, number: int, status: str = "complete") -> Locator:
     return found
 
 
-def open_menu(page: Page) -> None:
-    """Open the "Conversation" menu (a <details>) if it is closed."""
-    menu = page.locator("details.conversation-menu")
-    if menu.get_attribute("open") is None:
-        page.get_by_text("Conversation", exact=True).click()
-    expect(page.get_by_role("button", name="Save settings")).to_be_visible()
+def open_menu(page: Page, item: str = "Settings…") -> None:
+    """Choose `item` in the Conversation menu (the ⋯ button); Settings… opens its dialog."""
+    page.get_by_role("button", name="Conversation menu").click()
+    exact = re.compile(f"^{re.escape(item)}$")
+    page.locator(".menu-items").locator("a, button", has_text=exact).click()
+    if item == "Settings…":
+        expect(page.get_by_role("button", name="Save settings")).to_be_visible()
 
 
 def flash(page: Page, text: str) -> Locator:
@@ -99,7 +100,7 @@ def test_manage_conversations_and_their_settings(tmp_path):
 
         # Rename through the menu.
         page.goto(penguins)
-        open_menu(page)
+        open_menu(page, "Rename…")
         page.get_by_label("Name", exact=True).fill("Penguin notes")
         page.get_by_role("button", name="Rename").click()
         expect(page).to_have_url(penguins)
@@ -152,8 +153,7 @@ def test_manage_conversations_and_their_settings(tmp_path):
 
         # Archive: out of the sidebar, in the archived list; and back.
         page.goto(walruses)
-        open_menu(page)
-        page.get_by_role("button", name="Archive", exact=True).click()
+        open_menu(page, "Archive")
         expect(flash(page, "Conversation archived.")).to_be_visible()
         expect(sidebar).to_have_text(["Penguin notes"])
         page.get_by_role("link", name="Archived", exact=True).click()
@@ -162,8 +162,7 @@ def test_manage_conversations_and_their_settings(tmp_path):
         results.first.click()
         expect(page).to_have_url(walruses)
         expect(page.locator("article.message")).to_have_count(4)
-        open_menu(page)
-        page.get_by_role("button", name="Unarchive").click()
+        open_menu(page, "Unarchive")
         expect(page).to_have_url(walruses)
         expect(flash(page, "Conversation back in the list.")).to_be_visible()
         expect(sidebar).to_have_text(["Tell me about walruses", "Penguin notes"])
@@ -173,16 +172,14 @@ def test_manage_conversations_and_their_settings(tmp_path):
 
         # Delete asks first: Cancel keeps the conversation, Delete removes it.
         page.goto(walruses)
-        open_menu(page)
-        page.get_by_role("link", name="Delete…").click()
+        open_menu(page, "Delete…")
         expect(page.get_by_role("heading", name="Delete this conversation?")).to_be_visible()
         expect(page.get_by_text("“Tell me about walruses”")).to_be_visible()
         page.get_by_role("link", name="Cancel").click()
         expect(page).to_have_url(walruses)
         expect(page.locator("article.message")).to_have_count(4)
         expect(sidebar).to_have_text(["Tell me about walruses", "Penguin notes"])
-        open_menu(page)
-        page.get_by_role("link", name="Delete…").click()
+        open_menu(page, "Delete…")
         page.get_by_role("button", name="Delete").click()
         expect(page).to_have_url(f"{url}/")
         expect(flash(page, "Conversation deleted.")).to_be_visible()
@@ -448,9 +445,9 @@ def test_utf8_text_and_the_pages_without_javascript(tmp_path):
         page.locator("#all-conversations").get_by_role("link").click()
         expect(page).to_have_url(conversation)
 
-        page.get_by_text("Conversation", exact=True).click()
+        page.get_by_role("button", name="Conversation menu").click()
         with page.expect_download() as info:
-            page.get_by_role("link", name="Markdown").click()
+            page.get_by_role("link", name="Export Markdown").click()
         download = info.value
         assert download.suggested_filename.endswith(".md")
         assert "こんにちは" in download.suggested_filename

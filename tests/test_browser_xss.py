@@ -279,8 +279,8 @@ def test_a_hostile_user_message_is_text_everywhere(app: Served):
 
         # Export: downloaded as files, never shown as a page.
         page.goto(conversation)
-        page.get_by_text("Conversation", exact=True).click()
-        for name, suffix in (("Markdown", "md"), ("JSON", "json")):
+        for name, suffix in (("Export Markdown", "md"), ("Export JSON", "json")):
+            page.get_by_role("button", name="Conversation menu").click()
             with page.expect_download() as download:
                 page.get_by_role("link", name=name, exact=True).click()
             saved = Path(download.value.path())
@@ -347,9 +347,12 @@ def test_ordinary_pages_raise_no_violation_and_the_policy_blocks_the_rest(app: S
         send(page, "Hello there [sim:tokens=40]")
         settled_reply(page)
         assert_clean(page, watched, "chat")
-        page.reload()  # the conversation's own page, with its menu of forms
-        page.get_by_text("Conversation", exact=True).click()
+        page.reload()  # the conversation's own page, with its menu and dialogs of forms
+        page.get_by_role("button", name="Conversation menu").click()
+        page.get_by_role("link", name="Settings…").click()
+        expect(page.get_by_role("dialog", name="Conversation settings")).to_be_visible()
         assert_clean(page, watched, "conversation menu")
+        page.keyboard.press("Escape")
         # The language picker posts and reloads, in French, then back.
         page.get_by_label("Language").select_option("fr")
         expect(page.locator("html")).to_have_attribute("lang", "fr")

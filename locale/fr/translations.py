@@ -211,4 +211,18 @@ FR = {
 "Waiting for the model… starting in about %(wait)s s.": "En attente du modèle… début dans environ %(wait)s s.",
 "Next message: up to {cost} (your budget left today).": "Prochain message : jusqu’à {cost} (ce qui reste de votre budget du jour).",
 "Next message: free with this model.": "Prochain message : gratuit avec ce modèle.",
+# Step 10 — layout: phone drawer, sidebar, header, Conversation menu
+"Close": "Fermer",
+"Today": "Aujourd’hui",
+"Yesterday": "Hier",
+"Previous 7 days": "7 jours précédents",
+"Older": "Plus ancien",
+"Conversation menu": "Menu de la conversation",
+"Rename…": "Renommer…",
+"Settings…": "Réglages…",
+"Export Markdown": "Exporter en Markdown",
+"Export JSON": "Exporter en JSON",
+"Rename conversation": "Renommer la conversation",
+"Conversation settings": "Réglages de la conversation",
+"Options for “%(title)s”": "Options de « %(title)s »",
 }
