@@ -280,6 +280,21 @@ def test_a_refused_send_raises_no_policy_violation_or_console_error(browser: Bro
         box(page).fill(f"Message {number} [sim:tokens=3]")
         box(page).press("Enter")
         settled(page, number)
+    # The box carries a style attribute, as a box resized by its handle or touched by a
+    # browser extension does (set through DevTools, as the browser itself would: the page's
+    # own scripts may not). The box the server puts back must not copy it.
+    cdp = page.context.new_cdp_session(page)
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#message-input"})
+    cdp.send(
+        "DOM.setAttributeValue",
+        {"nodeId": node["nodeId"], "name": "style", "value": "height: 120px"},
+    )
+    expect(box(page)).to_have_attribute("style", "height: 120px")
+    # Setting it is itself reported under the policy: only what follows counts.
+    page.wait_for_timeout(300)
+    page.evaluate("() => { window.__csp = []; }")
+    errors.clear()
     box(page).fill("One too many")
     box(page).press("Enter")
     expect(page.locator("#chat-error")).not_to_be_empty()
