@@ -35,7 +35,8 @@
     if (!target || target.id !== "message-input") return;
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !touchScreen.matches) {
       event.preventDefault();
-      if (target.value.trim()) target.form.requestSubmit();
+      // While a reply is written here the button is Stop: Enter waits, the text stays.
+      if (target.value.trim() && !replyStop()) target.form.requestSubmit();
     }
   });
 

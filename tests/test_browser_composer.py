@@ -143,8 +143,15 @@ def test_escape_stops_and_leaves_the_focus_in_the_box(browser: Browser, app: Ser
     box(page).press("Enter")
     expect(composer_button(page, "Stop")).to_be_visible()
     box(page).type("draft")
+    # Enter does not send while the reply is written: the draft stays in the box.
+    box(page).press("Enter")
+    expect(box(page)).to_have_value("draft")
+    expect(page.locator("article.message--user")).to_have_count(1)
     page.keyboard.press("Escape")
     settled(page, 1, "stopped")
+    # Nothing was sent: the socket answers in order, so a refusal would be here by now.
+    expect(page.locator("#chat-error")).to_be_empty()
+    expect(page.locator("article.message--user")).to_have_count(1)
     expect(box(page)).to_be_focused()
     expect(box(page)).to_have_value("draft")
     expect(composer_button(page, "Send")).to_be_visible()
