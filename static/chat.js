@@ -111,16 +111,26 @@
   var FLASH_SECONDS = 5;
   function dismissFlash(flash) {
     var stack = flash.parentElement;
+    var hadFocus = flash.contains(document.activeElement);
     flash.remove();
     if (stack && !stack.children.length) stack.remove();
+    var input = document.getElementById("message-input");
+    if (hadFocus && input) input.focus(); // the focus is not lost with the notice
   }
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest(".flash-dismiss");
     if (button) dismissFlash(button.closest(".flash"));
   });
+  function autohide(flash, seconds) {
+    setTimeout(function () {
+      // Not while someone is pointing at it or has the focus on it.
+      if (flash.matches(":hover, :focus-within")) autohide(flash, 2);
+      else dismissFlash(flash);
+    }, seconds * 1000);
+  }
   function scheduleFlashes() {
     document.querySelectorAll(".flash[data-autohide]").forEach(function (flash) {
-      setTimeout(function () { dismissFlash(flash); }, FLASH_SECONDS * 1000);
+      autohide(flash, FLASH_SECONDS);
     });
   }
 
