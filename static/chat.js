@@ -50,11 +50,16 @@
     var css = getComputedStyle(input);
     var line = parseFloat(css.lineHeight) || 24;
     var padding = parseFloat(css.paddingTop) + parseFloat(css.paddingBottom);
+    // Measuring at one row briefly gives the messages more room, which can move their
+    // scroll position: it is put back, so the conversation does not jump as one types.
+    var list = document.getElementById("messages");
+    var listTop = list ? list.scrollTop : 0;
     var scrolled = input.scrollTop;
     input.rows = 1;
     var rows = Math.ceil((input.scrollHeight - padding) / line - 0.05);
     input.rows = Math.max(1, Math.min(MAX_ROWS, rows));
     input.scrollTop = scrolled;
+    if (list) list.scrollTop = listTop;
   }
   document.addEventListener("input", function (event) {
     if (event.target && event.target.id === "message-input") fitComposer();
@@ -225,8 +230,9 @@
     }
   });
 
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    fitComposer(); // the server may have put a refused message back in the box
+  document.addEventListener("htmx:wsAfterMessage", function (event) {
+    // The server may have put a refused message back in the box.
+    if (event.detail.message.indexOf('id="message-input"') !== -1) fitComposer();
     var state = chatState();
     if (state && state.dataset.url && window.location.pathname !== state.dataset.url) {
       // A new chat got its first message: the address bar follows the conversation.

@@ -302,10 +302,13 @@ def test_a_refused_send_raises_no_policy_violation_or_console_error(browser: Bro
     page.wait_for_timeout(300)
     page.evaluate("() => { window.__csp = []; }")
     errors.clear()
-    box(page).fill("One too many")
+    box(page).fill("One too many\non three\nlines")
     box(page).press("Enter")
     expect(page.locator("#chat-error")).not_to_be_empty()
-    expect(box(page)).to_have_value("One too many")
+    expect(box(page)).to_have_value("One too many\non three\nlines")
+    # The box put back is sized to its text, and without the old box's style.
+    expect(box(page)).to_have_attribute("rows", "3")
+    expect(box(page)).not_to_have_attribute("style", "height: 120px")
     page.wait_for_timeout(500)  # a late violation report still arrives
     assert page.evaluate("() => window.__csp") == []
     assert errors == []
