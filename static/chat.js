@@ -72,12 +72,12 @@
     var stops = document.querySelectorAll("#messages .message .stop");
     return stops.length ? stops[stops.length - 1] : null;
   }
-  function stopReply() {
+  function stopReply(focusBox) {
     var stop = replyStop();
     if (!stop) return false;
     stop.click();
     var input = document.getElementById("message-input");
-    if (input) input.focus();
+    if (focusBox && input) input.focus();
     return true;
   }
   document.addEventListener("mousedown", function (event) {
@@ -85,7 +85,7 @@
     if (event.target.closest && event.target.closest(".composer-stop")) event.preventDefault();
   });
   document.addEventListener("click", function (event) {
-    if (event.target.closest && event.target.closest(".composer-stop")) stopReply();
+    if (event.target.closest && event.target.closest(".composer-stop")) stopReply(true);
   });
 
   // A suggested prompt in an empty chat goes into the box, ready to send.
@@ -245,7 +245,7 @@
   // Escape stops the reply being written; Ctrl+Shift+O opens a new chat.
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape") {
-      if (stopReply()) event.preventDefault();
+      if (stopReply(false)) event.preventDefault(); // the focus stays where it is
     } else if (event.key.toLowerCase() === "o" && event.shiftKey && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       window.location.href = document.querySelector(".new-chat").getAttribute("href");
