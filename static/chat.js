@@ -27,15 +27,117 @@
     if (el) el.scrollTop = el.scrollHeight;
   }
 
-  // Enter sends; Shift+Enter (and Enter while composing CJK text) makes a new line.
+  // Enter sends; Shift+Enter (and Enter while composing CJK text) makes a new line. On a
+  // touch screen Enter is the keyboard's new-line key and the Send button sends.
+  var touchScreen = window.matchMedia("(hover: none) and (pointer: coarse)");
   document.addEventListener("keydown", function (event) {
     var target = event.target;
     if (!target || target.id !== "message-input") return;
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !touchScreen.matches) {
       event.preventDefault();
-      if (target.value.trim()) target.form.requestSubmit();
+      // While a reply is written here the button is Stop: Enter waits, the text stays.
+      if (target.value.trim() && !replyStop()) target.form.requestSubmit();
     }
   });
+
+  // The message box grows with its text up to ten lines, then scrolls. It is sized by its
+  // `rows` (the Content Security Policy allows no inline style, and htmx would copy one
+  // onto the box the server puts back after a refusal).
+  var MAX_ROWS = 10;
+  function fitComposer() {
+    var input = document.getElementById("message-input");
+    if (!input) return;
+    var css = getComputedStyle(input);
+    var line = parseFloat(css.lineHeight) || 24;
+    var padding = parseFloat(css.paddingTop) + parseFloat(css.paddingBottom);
+    // Measuring at one row briefly gives the messages more room, which can move their
+    // scroll position: it is put back, so the conversation does not jump as one types.
+    var list = document.getElementById("messages");
+    var listTop = list ? list.scrollTop : 0;
+    var scrolled = input.scrollTop;
+    input.rows = 1;
+    var rows = Math.ceil((input.scrollHeight - padding) / line - 0.05);
+    input.rows = Math.max(1, Math.min(MAX_ROWS, rows));
+    input.scrollTop = scrolled;
+    if (list) list.scrollTop = listTop;
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "message-input") fitComposer();
+  });
+  window.addEventListener("resize", fitComposer);
+
+  // Send becomes Stop while a reply is written here (chat.css: the reply's own Stop form
+  // is on the page). Stop presses that form and leaves the focus in the message box.
+  function replyStop() {
+    var stops = document.querySelectorAll("#messages .message .stop");
+    return stops.length ? stops[stops.length - 1] : null;
+  }
+  function stopReply(focusBox) {
+    var stop = replyStop();
+    if (!stop) return false;
+    stop.click();
+    var input = document.getElementById("message-input");
+    if (focusBox && input) input.focus();
+    return true;
+  }
+  document.addEventListener("mousedown", function (event) {
+    // Pressing the round Stop button does not take the focus out of the box.
+    if (event.target.closest && event.target.closest(".composer-stop")) event.preventDefault();
+  });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest(".composer-stop")) stopReply(true);
+  });
+
+  // A suggested prompt in an empty chat goes into the box, ready to send.
+  document.addEventListener("click", function (event) {
+    var suggestion = event.target.closest && event.target.closest(".suggestion");
+    var input = document.getElementById("message-input");
+    if (!suggestion || !input) return;
+    input.value = suggestion.dataset.prompt;
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+    fitComposer();
+    updateEstimate();
+  });
+
+  // The empty chat describes the model picked in the composer.
+  function showPickedModel() {
+    var select = document.getElementById("model-select");
+    if (!select) return;
+    document.querySelectorAll("#empty-chat .empty-model").forEach(function (el) {
+      el.hidden = el.dataset.model !== select.value;
+    });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.id === "model-select") showPickedModel();
+  });
+
+  // Notices ("Settings saved.") can be dismissed; a success goes away by itself.
+  var FLASH_SECONDS = 5;
+  function dismissFlash(flash) {
+    var stack = flash.parentElement;
+    var hadFocus = flash.contains(document.activeElement);
+    flash.remove();
+    if (stack && !stack.children.length) stack.remove();
+    var input = document.getElementById("message-input");
+    if (hadFocus && input) input.focus(); // the focus is not lost with the notice
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest(".flash-dismiss");
+    if (button) dismissFlash(button.closest(".flash"));
+  });
+  function autohide(flash, seconds) {
+    setTimeout(function () {
+      // Not while someone is pointing at it or has the focus on it.
+      if (flash.matches(":hover, :focus-within")) autohide(flash, 2);
+      else dismissFlash(flash);
+    }, seconds * 1000);
+  }
+  function scheduleFlashes() {
+    document.querySelectorAll(".flash[data-autohide]").forEach(function (flash) {
+      autohide(flash, FLASH_SECONDS);
+    });
+  }
 
   // Just before the composer goes over the socket: say which conversation it belongs to,
   // give it an id, and empty the box (the server puts the text back if it refuses it).
@@ -54,6 +156,7 @@
     params.client_id = newClientId();
     var input = document.getElementById("message-input");
     if (input) input.value = "";
+    fitComposer();
   });
 
   // Replies being written arrive in numbered batches, formatted on the server: each one
@@ -129,7 +232,9 @@
     }
   });
 
-  document.addEventListener("htmx:wsAfterMessage", function () {
+  document.addEventListener("htmx:wsAfterMessage", function (event) {
+    // The server may have put a refused message back in the box.
+    if (event.detail.message.indexOf('id="message-input"') !== -1) fitComposer();
     var state = chatState();
     if (state && state.dataset.url && window.location.pathname !== state.dataset.url) {
       // A new chat got its first message: the address bar follows the conversation.
@@ -142,11 +247,7 @@
   // Escape stops the reply being written; Ctrl+Shift+O opens a new chat.
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape") {
-      var stops = document.querySelectorAll(".message .stop");
-      if (stops.length) {
-        event.preventDefault();
-        stops[stops.length - 1].click();
-      }
+      if (stopReply(false)) event.preventDefault(); // the focus stays where it is
     } else if (event.key.toLowerCase() === "o" && event.shiftKey && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       window.location.href = document.querySelector(".new-chat").getAttribute("href");
@@ -363,6 +464,9 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    fitComposer();
+    showPickedModel();
+    scheduleFlashes();
     updateEstimate();
     addCodeButtons();
     scrollToBottom();

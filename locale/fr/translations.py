@@ -225,4 +225,14 @@ FR = {
 "Rename conversation": "Renommer la conversation",
 "Conversation settings": "Réglages de la conversation",
 "Options for “%(title)s”": "Options de « %(title)s »",
+# Step 10 — composer and empty chat
+"Dismiss": "Fermer",
+"Suggested prompts": "Suggestions",
+"Explain how rainbows form, in a short paragraph.": "Explique en un court paragraphe comment se forme un arc-en-ciel.",
+"Write a four-line poem about the sea.": "Écris un poème de quatre vers sur la mer.",
+"Give me three tips for writing a clear email.": "Donne-moi trois conseils pour écrire un e-mail clair.",
+"A small model that runs on this computer: fast, not wise — set ANTHROPIC_API_KEY for claude-4-6.": "Un petit modèle qui tourne sur cet ordinateur : rapide, pas savant — définissez ANTHROPIC_API_KEY pour claude-4-6.",
+"A state-of-the-art text model for high-performance applications, from creative writing to complex data processing.": "Un modèle de texte de pointe pour les applications exigeantes, de l’écriture créative au traitement de données complexes.",
+"A model that runs on this computer, with no network.": "Un modèle qui tourne sur cet ordinateur, sans réseau.",
+"A model your administrator has set up for this chat.": "Un modèle configuré par votre administrateur pour cette discussion.",
 }
