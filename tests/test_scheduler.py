@@ -6,6 +6,7 @@ Each behaviour runs on the in-process queue and on the Redis one (shared by proc
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -65,6 +66,30 @@ async def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-un
 def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
+
+
+@pytest.mark.parametrize("kind", QUEUES)
+async def test_requests_go_out_one_slot_apart_and_are_told_their_place(kind, make):
+    scheduler, key, log = make(kind, 600), uuid.uuid4().hex, Log()  # a slot every 105 ms
+    told: dict[str, list[int]] = {}
+
+    def taking(name: str) -> asyncio.Task[None]:
+        async def on_queued(ahead: int, seconds: float) -> None:
+            told.setdefault(name, []).append(ahead)
+
+        return asyncio.create_task(log.take(scheduler, key, name, who=name, on_queued=on_queued))
+
+    # Five at the same instant: one goes at once, the others one slot apart.
+    await asyncio.wait_for(asyncio.gather(*(taking(f"r{n}") for n in range(5))), 10)
+    times = [log.times[name] for name in log.order]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) > 0.8 * scheduler.interval, gaps
+    assert times[-1] - times[0] < 4 * scheduler.interval + 0.5, gaps
+    # Each waiting one heard how many go before it, counting down to none as they went.
+    waited = [told[name] for name in log.order[1:]]
+    assert sorted(places[0] for places in waited) == [0, 1, 2, 3]
+    for places in waited:
+        assert places == list(range(places[0], -1, -1)), waited
 
 
 @pytest.mark.parametrize("kind", QUEUES)
