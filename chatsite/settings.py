@@ -320,6 +320,12 @@ RECOVERY_STALE_SECONDS = envint("RECOVERY_STALE_SECONDS", 60)
 # Requests per minute to each remote model, spread evenly (60 go out one a second), for the
 # whole service: shared through Redis when REDIS_URL is set.
 UPSTREAM_RPM = envint("UPSTREAM_RPM", 60)
+# The queue for those slots (billing/scheduler.py): chat before API before batch, people in
+# turn. A batch request waiting longer than this (seconds) goes before new API requests.
+SCHEDULER_MAX_WAIT_BATCH = envint("SCHEDULER_MAX_WAIT_BATCH", 600)
+# A process that has not been heard from for this long (seconds) is gone: its waiting
+# requests are skipped instead of given a slot nobody would use.
+SCHEDULER_LEASE_SECONDS = envint("SCHEDULER_LEASE_SECONDS", 15)
 # Retryable failures before the first token are retried: at most this many attempts in all,
 # within this many seconds.
 UPSTREAM_MAX_ATTEMPTS = envint("UPSTREAM_MAX_ATTEMPTS", 3)

@@ -32,7 +32,7 @@ from tenacity import (
 
 from billing import catalog, meter
 from billing.errors import admin_detail
-from billing.limiter import limiter
+from billing.scheduler import Priority, scheduler
 from llm.base import (
     ChatRequest,
     ErrorKind,
@@ -124,6 +124,7 @@ class Generation:
     request: ChatRequest
     provider: catalog.ProviderSpec
     reservation_id: int | None = None
+    payer: str = ""  # who pays: the scheduler serves people in turn
     input_estimate: int = 0
     prefix: str = ""  # a continued reply's text before this generation
     task: asyncio.Task[None] | None = None
@@ -187,7 +188,7 @@ class Generation:
                     # shown: after that, the partial reply stands and Retry is offered.
                     if error is not None and error.retryable and not self.parts:
                         if error.kind is ErrorKind.RATE_LIMIT and error.retry_after:
-                            await limiter().pause(self._limiter_key, error.retry_after)
+                            await scheduler().pause(self._limiter_key, error.retry_after)
                         raise _Retryable(error)
         except _Retryable:
             pass  # Out of attempts or time: the last error stands.
@@ -224,7 +225,12 @@ class Generation:
         if self.provider.name != "local":  # the local model queues by itself
             metrics.QUEUED.inc()
             try:
-                await limiter().acquire(self._limiter_key, on_queued=self._announce_queue)
+                await scheduler().acquire(
+                    self._limiter_key,
+                    who=self.payer,
+                    priority=Priority.INTERACTIVE,
+                    on_queued=self._announce_queue,
+                )
             finally:
                 metrics.QUEUED.dec()
             current.started_at = loop.time()
@@ -602,6 +608,7 @@ async def launch(turn: Turn) -> Generation | None:
         provider=turn.provider,
         reservation_id=turn.reply.reservation_id,
         input_estimate=turn.input_estimate,
+        payer=f"user:{turn.conversation.owner_id}",
         prefix=turn.reply.content if turn.kind == CONTINUE else "",
     )
     generation.task = asyncio.create_task(generation.run(), name=f"reply-{turn.reply.pk}")

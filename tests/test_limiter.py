@@ -1,117 +1,26 @@
-"""The upstream limiter: requests spread evenly, shared by processes, paused on a 429."""
+"""The upstream's rate kept by the scheduler (billing/scheduler.py, tested on its own in
+test_scheduler.py): many turns at once never trip the upstream's rate limit."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 
-from billing.limiter import Limiter, MemoryStore, RedisStore
 from conversations import generation, services
 from conversations.models import Message
 from llm.simulator import SimulatorConfig, start_in_thread
 
-from .conftest import TEST_KEY, require
+from .conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def redis_store():
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        require("Redis", f"cannot reach {REDIS_URL}: {exc}")
-    return RedisStore(REDIS_URL)
-
-
-@pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_requests_are_spread_one_slot_apart_and_told_their_place(store, request):
-    clock = FakeClock()
-    backend = MemoryStore() if store == "memory" else request.getfixturevalue("redis_store")
-    limiter = Limiter(store=backend, rpm=60, clock=clock, sleep=clock.sleep)
-    key = f"test-{uuid.uuid4().hex}"
-    told: list[tuple[int, float]] = []
-
-    async def on_queued(ahead: int, seconds: float) -> None:
-        told.append((ahead, seconds))
-
-    # Five at the same instant: they go out one a second, 60 a minute.
-    granted = []
-    start = clock.now
-    for _ in range(5):
-        clock.now = start
-        await limiter.acquire(key, on_queued=on_queued)
-        granted.append(round(clock.now - start, 6))
-    assert granted == [0.0, 1.05, 2.1, 3.15, 4.2]  # one a second, and 5% headroom
-    assert [ahead for ahead, _ in told] == [1, 2, 3, 4]
-
-
-@pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_a_pause_holds_back_every_later_request(store, request):
-    clock = FakeClock()
-    backend = MemoryStore() if store == "memory" else request.getfixturevalue("redis_store")
-    limiter = Limiter(store=backend, rpm=60, clock=clock, sleep=clock.sleep)
-    key = f"test-{uuid.uuid4().hex}"
-    await limiter.acquire(key)
-    await limiter.pause(key, 7.5)  # an upstream 429 with retry-after: 7.5
-    before = clock.now
-    await limiter.acquire(key)
-    assert clock.now - before == pytest.approx(7.5)
-
-
-def test_two_processes_share_one_schedule_through_redis(redis_store):
-    rpm, count = 1200, 10  # a slot every 50 ms
-    key = f"race-{uuid.uuid4().hex}"
-    start_at = time.time() + 1.5
-    env = {**os.environ, "REDIS_URL": REDIS_URL}
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests/scripts/limiter_race.py"),
-                str(count),
-                str(rpm),
-                key,
-                repr(start_at),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    times = sorted(
-        float(line) for proc in procs for line in proc.communicate(timeout=60)[0].split()
-    )
-    assert len(times) == 2 * count
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    # No two requests share a slot, whichever process sent them (allow timer jitter).
-    assert min(gaps) > 0.05 * 0.6, gaps
-    assert times[-1] - times[0] >= 0.05 * (2 * count - 1) * 0.95
 
 
 @database_sync_to_async
