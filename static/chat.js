@@ -265,10 +265,12 @@
   function copyText(text, button) {
     function done() {
       // Keep the first label: a second click within the pause must not make "Copied" stick.
-      var label = button.dataset.label || (button.dataset.label = button.textContent);
-      button.textContent = words("copied", "Copied");
+      // Only the words change: an icon beside them stays.
+      var place = button.querySelector(".button-label") || button;
+      var label = button.dataset.label || (button.dataset.label = place.textContent);
+      place.textContent = words("copied", "Copied");
       clearTimeout(button._copiedTimer);
-      button._copiedTimer = setTimeout(function () { button.textContent = label; }, 1500);
+      button._copiedTimer = setTimeout(function () { place.textContent = label; }, 1500);
     }
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done);

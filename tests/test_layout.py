@@ -174,3 +174,47 @@ def test_settings_with_errors_come_back_in_their_open_dialog(alice):
     html = response.content.decode()
     assert re.search(r'<dialog id="settings-dialog"[^>]* open data-show-modal>', html)
     assert "Max output tokens goes from 1 to" in html
+
+
+def test_every_action_on_a_message_has_an_icon_beside_its_word(alice):
+    """Edit, Copy, Regenerate, Retry, Continue and Stop: an icon (decoration, hidden from
+    screen readers) and the word that names the button."""
+    from conversations.models import Message
+
+    conversation = Conversation.objects.create(owner=alice, model="claude-4-6")
+    question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content="Hello", reply_to=question,
+        status="complete", content_html="<p>Hello</p>", input_tokens=3, output_tokens=1,
+    )  # fmt: skip
+    failed = Message.objects.create(
+        conversation=conversation, role="assistant", reply_to=question, status="failed",
+        error_kind="server",
+    )  # fmt: skip
+    cut = Message.objects.create(
+        conversation=conversation, role="assistant", content="Hel", reply_to=question,
+        status="cut_off", content_html="<p>Hel</p>", input_tokens=3, output_tokens=1,
+        model="claude-4-6",
+    )  # fmt: skip
+    writing = Message.objects.create(
+        conversation=conversation, role="assistant", reply_to=question, status="streaming"
+    )
+
+    def button(html: str, word: str) -> str:
+        found = re.search(
+            rf"<(?:button|summary)[^>]*>\s*(<svg[^>]*>.*?</svg>)\s*<span[^>]*>{word}</span>",
+            html,
+            re.S,
+        )
+        assert found, f"no icon beside {word!r} in {html}"
+        return found.group(1)
+
+    for html, word in [
+        (frames.render_message(question), "Edit"),
+        (frames.render_message(answer), "Copy"),
+        (frames.render_message(answer), "Regenerate"),
+        (frames.render_message(failed), "Retry"),
+        (frames.render_message(cut), "Continue"),
+        (frames.render_message(writing), "Stop"),
+    ]:
+        assert 'aria-hidden="true"' in button(html, word)
