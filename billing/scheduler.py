@@ -60,12 +60,13 @@ class Tick:
     now: float  # the queue's clock
     waiting: int  # requests waiting, everyone's
     version: int  # changes whenever the queue does
+    lost: list[str] = field(default_factory=list)  # waiting rids the queue no longer holds
 
 
 class Queue(Protocol):
     async def join(self, key: str, rid: str, cls: str, who: str, owner: str) -> None: ...
     async def leave(self, key: str, rid: str) -> bool: ...
-    async def tick(self, key: str, owner: str, interval: float) -> Tick: ...
+    async def tick(self, key: str, owner: str, interval: float, waiting: list[str]) -> Tick: ...
     async def positions(self, key: str, rids: list[str]) -> list[int]: ...
     async def pause(self, key: str, seconds: float) -> None: ...
 
@@ -103,6 +104,8 @@ class MemoryQueue:
 
     async def join(self, key: str, rid: str, cls: str, who: str, owner: str) -> None:
         line = self._line(key)
+        if rid in line.entries:  # once only
+            return
         line.entries[rid] = _Entry(cls, who, owner, self.clock())
         queue = line.queues.setdefault((cls, who), deque())
         queue.append(rid)
@@ -147,7 +150,7 @@ class MemoryQueue:
             or self._next_in_turn(line, Priority.BATCH)
         )
 
-    async def tick(self, key: str, owner: str, interval: float) -> Tick:
+    async def tick(self, key: str, owner: str, interval: float, waiting: list[str]) -> Tick:
         line, now = self._line(key), self.clock()
         if now >= line.next_at and (rid := self._next(line, now)) is not None:
             entry = line.entries[rid]
@@ -158,12 +161,16 @@ class MemoryQueue:
             line.granted.setdefault(entry.owner, []).append(rid)
             line.next_at = now + interval
         mine = line.granted.pop(owner, [])
-        return Tick(mine, line.next_at, now, len(line.entries), line.version)
+        lost = [rid for rid in waiting if rid not in line.entries and rid not in mine]
+        return Tick(mine, line.next_at, now, len(line.entries), line.version, lost)
 
     async def positions(self, key: str, rids: list[str]) -> list[int]:
         line = self._line(key)
         aged = self._aged(line, self.clock())
-        return [_position(line, rid, aged) for rid in rids]
+        waiting = {cls: 0 for cls in Priority}
+        for entry in line.entries.values():
+            waiting[Priority(entry.cls)] += 1
+        return [_position(line, rid, aged, waiting) for rid in rids]
 
     async def pause(self, key: str, seconds: float) -> None:
         line = self._line(key)
@@ -184,16 +191,13 @@ def _in_turn_ahead(line: _Line, cls: str, who: str, rid: str) -> int:
     return ahead
 
 
-def _position(line: _Line, rid: str, aged: list[str]) -> int:
+def _position(line: _Line, rid: str, aged: list[str], waiting: dict[Priority, int]) -> int:
     """How many requests will be served before `rid`, as the queue stands: exact but for
     aged batch requests, which are served before their turn (a batch request's count does
     not include aged ones behind it in turn)."""
     entry = line.entries.get(rid)
     if entry is None:
         return -1
-    waiting = {cls: 0 for cls in Priority}
-    for other in line.entries.values():
-        waiting[Priority(other.cls)] += 1
     in_turn = _in_turn_ahead(line, entry.cls, entry.who, rid)
     if entry.cls == Priority.INTERACTIVE:
         return in_turn
@@ -234,6 +238,8 @@ _JOIN = (
     _LUA_COMMON
     + """
 local rid, cls, who, owner = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- Once only: a request joining again (its process thought it lost) is not queued twice.
+if redis.call('HEXISTS', p .. ':meta', rid) == 1 then return 0 end
 redis.call('HSET', p .. ':meta', rid, cls .. '|' .. who .. '|' .. owner .. '|' .. tostring(now))
 local q = p .. ':q:' .. cls .. ':' .. who
 if redis.call('RPUSH', q, rid) == 1 then redis.call('RPUSH', p .. ':turns:' .. cls, who) end
@@ -253,23 +259,38 @@ unlink(ARGV[2], cls, who)
 return 1
 """
 )
-# ARGV: P, owner, interval, lease, max wait of batch. Hands the slot out if it is due (to
-# the first request whose process is alive), then returns this process's granted rids.
+# ARGV: P, owner, interval, lease, max wait of batch, then this process's waiting rids.
+# Hands the slot out if it is due (to the first request whose process is alive), then
+# returns this process's granted rids, and those of its waiting rids the queue does not
+# hold (lost: Redis restarted empty, or the process was taken for gone): they join again.
 _TICK = (
     _LUA_COMMON
     + """
 local owner, interval = ARGV[2], tonumber(ARGV[3])
 local lease, max_wait = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('ZADD', p .. ':owners', now, owner)
+redis.call('ZREMRANGEBYSCORE', p .. ':owners', '-inf', now - 10 * lease)
+-- The first request of a class in turn. A list entry without its record (which a crash
+-- between two steps could leave) is dropped, never served.
 local function in_turn(cls)
-  local who = redis.call('LINDEX', p .. ':turns:' .. cls, 0)
-  if not who then return nil end
-  return redis.call('LINDEX', p .. ':q:' .. cls .. ':' .. who, 0)
+  local turns = p .. ':turns:' .. cls
+  while true do
+    local who = redis.call('LINDEX', turns, 0)
+    if not who then return nil end
+    local q = p .. ':q:' .. cls .. ':' .. who
+    local rid = redis.call('LINDEX', q, 0)
+    if rid and redis.call('HEXISTS', p .. ':meta', rid) == 1 then return rid end
+    if rid then redis.call('LPOP', q) end
+    if redis.call('LLEN', q) == 0 then redis.call('LREM', turns, 0, who) end
+  end
 end
 local function aged()
-  local oldest = redis.call('ZRANGE', p .. ':aged', 0, 0, 'WITHSCORES')
-  if #oldest == 0 or tonumber(oldest[2]) > now - max_wait then return nil end
-  return oldest[1]
+  while true do
+    local oldest = redis.call('ZRANGE', p .. ':aged', 0, 0, 'WITHSCORES')
+    if #oldest == 0 or tonumber(oldest[2]) > now - max_wait then return nil end
+    if redis.call('HEXISTS', p .. ':meta', oldest[1]) == 1 then return oldest[1] end
+    redis.call('ZREM', p .. ':aged', oldest[1])
+  end
 end
 local next_at = tonumber(redis.call('GET', p .. ':next') or '0')
 while now >= next_at do
@@ -291,8 +312,17 @@ while now >= next_at do
 end
 local mine = redis.call('LRANGE', p .. ':got:' .. owner, 0, -1)
 redis.call('DEL', p .. ':got:' .. owner)
+local granted = {}
+for _, rid in ipairs(mine) do granted[rid] = true end
+local lost = {}
+for i = 6, #ARGV do
+  local rid = ARGV[i]
+  if not granted[rid] and redis.call('HEXISTS', p .. ':meta', rid) == 0 then
+    lost[#lost + 1] = rid
+  end
+end
 local ver = redis.call('GET', p .. ':ver') or '0'
-return {mine, tostring(next_at), tostring(now), redis.call('HLEN', p .. ':meta'), ver}
+return {mine, tostring(next_at), tostring(now), redis.call('HLEN', p .. ':meta'), ver, lost}
 """
 )
 # ARGV: P, max wait of batch, rid... Returns each rid's position (-1: not waiting); the
@@ -301,22 +331,29 @@ _POSITIONS = (
     _LUA_COMMON
     + """
 local limit = now - tonumber(ARGV[2])
-local function waiting(cls)
-  local n = 0
-  for _, who in ipairs(redis.call('LRANGE', p .. ':turns:' .. cls, 0, -1)) do
-    n = n + redis.call('LLEN', p .. ':q:' .. cls .. ':' .. who)
+-- Each class's people in turn, their queues' lengths and the class's total: read once.
+local classes = {}
+local function class(cls)
+  if not classes[cls] then
+    local people = redis.call('LRANGE', p .. ':turns:' .. cls, 0, -1)
+    local lengths, places, total = {}, {}, 0
+    for place, who in ipairs(people) do
+      lengths[place] = redis.call('LLEN', p .. ':q:' .. cls .. ':' .. who)
+      places[who] = place
+      total = total + lengths[place]
+    end
+    classes[cls] = {lengths = lengths, places = places, total = total}
   end
-  return n
+  return classes[cls]
 end
+local function waiting(cls) return class(cls).total end
 local function in_turn_ahead(cls, who, rid)
-  local people = redis.call('LRANGE', p .. ':turns:' .. cls, 0, -1)
+  local c = class(cls)
   local index = redis.call('LPOS', p .. ':q:' .. cls .. ':' .. who, rid)
-  local ahead, mine = 0, #people
-  for place, person in ipairs(people) do
-    if person == who then mine = place end
-  end
-  for place, person in ipairs(people) do
-    local length = redis.call('LLEN', p .. ':q:' .. cls .. ':' .. person)
+  local mine = c.places[who]
+  if not index or not mine then return -1 end
+  local ahead = 0
+  for place, length in ipairs(c.lengths) do
     ahead = ahead + math.min(length, index)
     if place < mine and length > index then ahead = ahead + 1 end
   end
@@ -328,7 +365,9 @@ for i = 3, #ARGV do
   local rid = ARGV[i]
   local cls, who, owner, joined = parse(rid)
   local ahead = -1
-  if cls == 'interactive' then
+  if not cls then
+    ahead = -1
+  elseif cls == 'interactive' then
     ahead = in_turn_ahead(cls, who, rid)
   elseif cls == 'batch' and joined <= limit then
     ahead = waiting('interactive') + redis.call('ZCOUNT', p .. ':aged', '-inf', '(' .. joined)
@@ -361,10 +400,14 @@ class RedisQueue:
 
     def __init__(self, url: str) -> None:
         self._url = url
+        self._scripts: dict[str, Any] = {}
 
     async def _run(self, script: str, key: str, *args: object) -> Any:
+        """Run one of the scripts by its digest (EVALSHA; loaded on first use)."""
         client = redis_client(self._url)
-        return await client.eval(script, 0, f"sched:{key}", *map(str, args))
+        if script not in self._scripts:
+            self._scripts[script] = client.register_script(script)
+        return await self._scripts[script](args=[f"sched:{key}", *map(str, args)], client=client)
 
     async def join(self, key: str, rid: str, cls: str, who: str, owner: str) -> None:
         await self._run(_JOIN, key, rid, cls, who, owner)
@@ -372,13 +415,18 @@ class RedisQueue:
     async def leave(self, key: str, rid: str) -> bool:
         return bool(await self._run(_LEAVE, key, rid))
 
-    async def tick(self, key: str, owner: str, interval: float) -> Tick:
-        mine, next_at, now, waiting, version = await self._run(
+    async def tick(self, key: str, owner: str, interval: float, waiting: list[str]) -> Tick:
+        mine, next_at, now, count, version, lost = await self._run(
             _TICK, key, owner, repr(interval), _lease(interval),
-            settings.SCHEDULER_MAX_WAIT_BATCH,
+            settings.SCHEDULER_MAX_WAIT_BATCH, *waiting,
         )  # fmt: skip
         return Tick(
-            [rid.decode() for rid in mine], float(next_at), float(now), int(waiting), int(version)
+            [rid.decode() for rid in mine],
+            float(next_at),
+            float(now),
+            int(count),
+            int(version),
+            [rid.decode() for rid in lost],
         )
 
     async def positions(self, key: str, rids: list[str]) -> list[int]:
@@ -406,6 +454,7 @@ class _Waiter:
     on_queued: OnQueued | None
     priority: str
     who: str
+    joined: bool = False  # its join has reached the queue
     told: int | None = None
 
 
@@ -450,6 +499,7 @@ class Scheduler:
         dispatcher.waiters[rid] = waiter
         try:
             await self.queue.join(key, rid, waiter.priority, who, self.owner)
+            waiter.joined = True
             dispatcher.wake.set()
             if dispatcher.task is None or dispatcher.task.done():
                 dispatcher.task = asyncio.create_task(self._dispatch(key, dispatcher))
@@ -479,15 +529,18 @@ class Scheduler:
         while dispatcher.waiters:
             dispatcher.wake.clear()
             try:
-                tick = await self.queue.tick(key, self.owner, self.interval)
+                waiting = [
+                    rid
+                    for rid, w in dispatcher.waiters.items()
+                    if w.joined and not w.granted.done()
+                ]
+                tick = await self.queue.tick(key, self.owner, self.interval, waiting)
                 for rid in tick.granted:
                     waiter = dispatcher.waiters.get(rid)
                     if waiter is not None and not waiter.granted.done():
                         waiter.granted.set_result(None)
-                if tick.waiting == 0 and any(
-                    not w.granted.done() for w in dispatcher.waiters.values()
-                ):
-                    await self._rejoin(key, dispatcher)
+                if tick.lost:
+                    await self._rejoin(key, dispatcher, tick.lost)
                     continue
                 await self._tell(key, dispatcher, tick)
                 pause = min(max(0.0, tick.next_at - tick.now), REFRESH_SECONDS)
@@ -496,11 +549,14 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(dispatcher.wake.wait(), pause)
 
-    async def _rejoin(self, key: str, dispatcher: _Dispatcher) -> None:
-        """The queue lost this process's requests (its Redis restarted empty): they join
-        again, in the order they came."""
+    async def _rejoin(self, key: str, dispatcher: _Dispatcher, lost: list[str]) -> None:
+        """The queue lost some of this process's requests (its Redis restarted empty, or
+        another process took this one for gone while its loop was stuck): they join again,
+        in the order they came. Joining is once only, so a request that was not lost after
+        all is not queued twice."""
+        missing = set(lost)
         for rid, waiter in list(dispatcher.waiters.items()):
-            if not waiter.granted.done():
+            if rid in missing and not waiter.granted.done():
                 await self.queue.join(key, rid, waiter.priority, waiter.who, self.owner)
 
     async def _tell(self, key: str, dispatcher: _Dispatcher, tick: Tick) -> None:

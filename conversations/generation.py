@@ -48,6 +48,7 @@ from ops import metrics
 
 from . import figures, frames, hub, redis_pipe
 from .models import Message
+from .rendering import render_markdown
 from .replay import RedisLog, replay_log
 from .services import CONTINUE, NEW, Turn, replies_checkpoint, reply_finish
 from .streaming_render import StreamRenderer
@@ -188,7 +189,7 @@ class Generation:
                     # shown: after that, the partial reply stands and Retry is offered.
                     if error is not None and error.retryable and not self.parts:
                         if error.kind is ErrorKind.RATE_LIMIT and error.retry_after:
-                            await scheduler().pause(self._limiter_key, error.retry_after)
+                            await scheduler().pause(self._upstream_key, error.retry_after)
                         raise _Retryable(error)
         except _Retryable:
             pass  # Out of attempts or time: the last error stands.
@@ -212,7 +213,7 @@ class Generation:
             raise asyncio.CancelledError
 
     @property
-    def _limiter_key(self) -> str:
+    def _upstream_key(self) -> str:
         return f"{self.provider.name}:{self.request.model}"
 
     async def _attempt(self, loop: asyncio.AbstractEventLoop) -> _Try:
@@ -225,12 +226,21 @@ class Generation:
         if self.provider.name != "local":  # the local model queues by itself
             metrics.QUEUED.inc()
             try:
-                await scheduler().acquire(
-                    self._limiter_key,
-                    who=self.payer,
-                    priority=Priority.INTERACTIVE,
-                    on_queued=self._announce_queue,
+                # No longer than the turn may take: a request the queue lost for good ends
+                # as a timeout, and is settled, instead of waiting for ever.
+                async with asyncio.timeout_at(self._deadline):
+                    await scheduler().acquire(
+                        self._upstream_key,
+                        who=self.payer,
+                        priority=Priority.INTERACTIVE,
+                        on_queued=self._announce_queue,
+                    )
+            except TimeoutError:
+                current.error = StreamError(
+                    kind=ErrorKind.TIMEOUT, message="No upstream slot within the turn's time."
                 )
+                current.finished_at = loop.time()
+                return current
             finally:
                 metrics.QUEUED.dec()
             current.started_at = loop.time()
@@ -373,12 +383,10 @@ class Generation:
         else:
             status = Message.Status.COMPLETE
         text = self.text
-        html = ""
-        if text:
-            # The one-shot render, which the page's copy already shows (streaming_render.py).
-            html, shown = await sync_to_async(self.renderer.finish, thread_sensitive=False)()
-            if not shown:
-                log.info("reply %s: the final render differs from the streamed one", self.reply_id)
+        # The one-shot render of the reply's own text, which the page's copy already shows
+        # (streaming_render.py). Not the renderer's: a batch whose render Stop cut short is
+        # in the text and must be in what is stored.
+        html = await sync_to_async(render_markdown, thread_sensitive=False)(text) if text else ""
         attempts = [
             try_.bill(
                 self.input_estimate,

@@ -273,3 +273,72 @@ def test_two_processes_never_exceed_the_rate_in_any_second(make):
     # Both processes, and each person in them, were served.
     people = {who for _, who in grants}
     assert len(people) == 6
+
+
+async def test_requests_lost_with_an_emptied_redis_join_again_in_every_process(make):
+    """Redis restarts empty while two processes have requests waiting: each process finds
+    its own requests gone and queues them again; every one is served."""
+    import redis
+
+    key, log = uuid.uuid4().hex, Log()
+    first, second = make("redis", 600), make("redis", 600)
+    await first.pause(key, 1.0)
+    tasks = [
+        asyncio.create_task(log.take(first, key, "a1", who="alice")),
+        asyncio.create_task(log.take(first, key, "a2", who="alice")),
+        asyncio.create_task(log.take(second, key, "b1", who="bob")),
+        asyncio.create_task(log.take(second, key, "b2", who="bob")),
+    ]
+    await asyncio.sleep(0.3)  # all four are queued
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(*client.keys(f"sched:{key}*"))  # the queue is gone, pause included
+    await asyncio.wait_for(asyncio.gather(*tasks), 15)
+    assert sorted(log.order) == ["a1", "a2", "b1", "b2"]
+
+
+@pytest.mark.parametrize("kind", QUEUES)
+async def test_joining_twice_queues_a_request_once(kind, make):
+    scheduler, key, log = make(kind, 600), uuid.uuid4().hex, Log()
+    await scheduler.pause(key, 0.5)
+    twice = asyncio.create_task(log.take(scheduler, key, "twice", who="a"))
+    await asyncio.sleep(0.1)
+    (rid,) = scheduler._dispatcher(key).waiters
+    await scheduler.queue.join(key, rid, "interactive", "a", scheduler.owner)  # again
+    other = asyncio.create_task(log.take(scheduler, key, "other", who="b"))
+    await asyncio.wait_for(asyncio.gather(twice, other), 10)
+    # And the queue goes on working after it: no copy of it is left to trip on.
+    await asyncio.wait_for(log.take(scheduler, key, "after", who="c"), 10)
+    assert log.order == ["twice", "other", "after"]
+
+
+async def test_an_entry_without_its_record_is_dropped_not_served(make):
+    import redis
+
+    scheduler, key, log = make("redis", 600), uuid.uuid4().hex, Log()
+    client = redis.Redis.from_url(REDIS_URL)
+    # What a crash between two steps could leave: a queued id with no record.
+    client.rpush(f"sched:{key}:q:interactive:ghost", "ghost-rid")
+    client.rpush(f"sched:{key}:turns:interactive", "ghost")
+    await asyncio.wait_for(log.take(scheduler, key, "real", who="a"), 10)
+    await asyncio.wait_for(log.take(scheduler, key, "next", who="a"), 10)
+    assert log.order == ["real", "next"]
+    assert not client.exists(f"sched:{key}:q:interactive:ghost")
+
+
+async def test_a_process_taken_for_gone_queues_its_requests_again(make, settings):
+    """A process whose loop was stuck past the lease is taken for gone and its request
+    dropped; when it runs again, the request joins again and is served."""
+    settings.SCHEDULER_LEASE_SECONDS = 1
+    key, log = uuid.uuid4().hex, Log()
+    alive, stuck = make("redis", 600), make("redis", 600)
+    await alive.pause(key, 2.0)
+    late = asyncio.create_task(log.take(stuck, key, "late", who="a"))
+    await asyncio.sleep(0.2)
+    dispatcher = stuck._dispatchers[asyncio.get_running_loop()][key]
+    assert dispatcher.task is not None
+    dispatcher.task.cancel()  # stuck: it says nothing for a while
+    await asyncio.wait_for(log.take(alive, key, "living", who="b"), 10)
+    assert log.order == ["living"]  # the stuck one's request was skipped
+    dispatcher.task = asyncio.create_task(stuck._dispatch(key, dispatcher))  # it runs again
+    await asyncio.wait_for(late, 10)
+    assert log.order == ["living", "late"]
