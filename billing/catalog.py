@@ -134,8 +134,11 @@ def default_model() -> str:
     return settings.LLM_MODEL
 
 
-def display_names() -> dict[str, str]:
-    return dict(CatalogModel.objects.values_list("slug", "display_name"))
+def display_name(slug: str) -> str:
+    """The name people know a model by ("Claude 4.6"), or its slug if the catalog has
+    no such model any more."""
+    model = get_model(slug)
+    return model.display_name if model is not None and model.display_name else slug
 
 
 def estimate_tokens(text: str) -> int:

@@ -1,5 +1,5 @@
 """One asyncio Redis client per event loop and URL, for the parts that share state
-between worker processes (the upstream limiter, the replay log of streamed batches)."""
+between worker processes (the queue of upstream slots, the replay log of streamed batches)."""
 
 from __future__ import annotations
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 
-from markdown_it import MarkdownIt
-
+from . import rendering
 from .models import Conversation, Message
 from .selectors import shown_messages
 
@@ -31,12 +29,6 @@ _LEAD = re.compile(r"[ \t>]*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?[ \t>]*")
 _ATX = re.compile(r"^(?P<lead>" + _LEAD.pattern + r")#{1,6}(?=[ \t]|$)")
 
 
-@lru_cache(maxsize=1)
-def _parser() -> MarkdownIt:
-    # The parser the page renders with (rendering.py), so what is a heading here is one there.
-    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
-
-
 def shift_headings(text: str, by: int = HEADING_SHIFT) -> str:
     """`text` with each Markdown heading `by` levels deeper (at most 6). Only real headings
     move: a `#` inside a code block or a paragraph is left alone. Underlined headings
@@ -44,7 +36,8 @@ def shift_headings(text: str, by: int = HEADING_SHIFT) -> str:
     text = text.replace("\r\n", "\n")
     lines = text.split("\n")
     dropped: set[int] = set()
-    for token in _parser().parse(text):
+    # The page's own parser (rendering.py): what is a heading here is one there.
+    for token in rendering.parse(text):
         if token.type != "heading_open" or token.map is None:
             continue
         level = min(int(token.tag[1]) + by, 6)

@@ -109,13 +109,6 @@ def announce(message: Message) -> str:
     )
 
 
-def model_display_name(slug: str) -> str:
-    """The name people know a model by ("Claude 4.6"), or its slug if the catalog has
-    no such model any more."""
-    model = catalog.get_model(slug)
-    return model.display_name if model is not None and model.display_name else slug
-
-
 def conversation_opened(conversation: Conversation) -> str:
     """Tell the page which conversation it is now in (its address bar follows), and put
     the conversation at the top of the list's Today group."""
@@ -123,7 +116,7 @@ def conversation_opened(conversation: Conversation) -> str:
         f"{PAGE}#conversation-opened",
         {
             "conversation": conversation,
-            "model_name": model_display_name(conversation.model),
+            "model_name": catalog.display_name(conversation.model),
             "oob": True,
         },
     )
@@ -133,7 +126,7 @@ def model_switched(conversation: Conversation) -> str:
     """The header names the model that answers from now on."""
     return render_to_string(
         f"{PAGE}#model-name",
-        {"model_name": model_display_name(conversation.model), "oob": True},
+        {"model_name": catalog.display_name(conversation.model), "oob": True},
     )
 
 

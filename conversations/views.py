@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from billing import catalog
 
-from . import exports, figures, frames, services
+from . import exports, figures, services
 from .models import Conversation
 from .selectors import (
     conversation_page,
@@ -80,7 +80,7 @@ def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
     shown = conversation if isinstance(conversation, Conversation) else None
     context["estimate"] = figures.cost_estimate(shown, context["models"])
     context["gauge"] = figures.context_gauge(shown)
-    context["model_name"] = frames.model_display_name(context["current_model"])
+    context["model_name"] = catalog.display_name(context["current_model"])
     if isinstance(conversation, Conversation):
         context.setdefault("open_dialog", _dialog(request))
         context["settings_form"] = context.get("settings_form") or SettingsForm(
