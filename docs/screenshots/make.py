@@ -16,11 +16,9 @@ and desktop-dark at 1440×900, phone at 390×844):
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,15 +27,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, SIMULATED_CLAUDE, served  # noqa: E402
+
 LOOKS = {
     "desktop-light": {"viewport": {"width": 1440, "height": 900}, "color_scheme": "light"},
     "desktop-dark": {"viewport": {"width": 1440, "height": 900}, "color_scheme": "dark"},
@@ -81,56 +75,12 @@ for title, days in {EARLIER!r}:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`manage.py serve` with the simulator, on a SQLite file in `folder`."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "REDIS_URL"}}
-    env.update(
-        {
-            "DATABASE_URL": f"sqlite:///{folder / 'app.sqlite3'}",
-            "LLM_PROVIDER": "anthropic",
-            "ANTHROPIC_SIMULATOR": "true",
-            # Slow enough to catch a reply half-written.
-            "SIMULATOR_LATENCY_MS": "60",
-        }
-    )
-    env.pop("ANTHROPIC_API_KEY", None)
-    env.pop("LLM_MODEL", None)
-    log = (folder / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the server exited; see {folder / 'serve.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not start") from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    """`manage.py serve` with the simulator, on a SQLite file in `folder` (as the browser
+    tests serve it), slow enough to catch a reply half-written."""
+    with served(folder, **SIMULATED_CLAUDE, SIMULATOR_LATENCY_MS="60") as app:
+        yield app.url, app.env
 
 
 def sign_up(page: Page) -> None:
