@@ -128,7 +128,8 @@ async def test_a_budget_refusal_says_when_it_resets_offers_no_retry_and_pauses_s
     page = await database_sync_to_async(
         lambda: client_for(alice).get(f"/c/{reply.conversation_id}/").content.decode()
     )()
-    assert "spend-meter--paused" in page and 'value="100"' in page
+    # Paused, and the bar is what was spent (nothing yet of a 10 micro-dollar budget).
+    assert "spend-meter--paused" in page and 'value="0"' in page
 
 
 def test_a_refusal_reads_in_the_readers_language_and_offers_retry_after_the_reset(alice):
