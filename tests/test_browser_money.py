@@ -18,6 +18,7 @@ from billing.meter import format_usd
 
 from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
 from .test_browser_chat import sign_up
+from .test_browser_features import open_menu
 
 pytestmark = pytest.mark.browser
 PRICE_IN, PRICE_OUT = 1000, 2000  # claude-4-6, micro-dollars per 1,000 tokens
@@ -79,7 +80,7 @@ def test_the_next_message_costs_what_the_model_the_setting_and_the_budget_allow(
         assert cost(history() + typed(text), 4096) > left
 
         # The conversation's longest reply, once its settings are saved: 60 tokens.
-        page.locator(".conversation-menu summary").click()
+        open_menu(page)  # Settings… in the Conversation menu (a dialog now)
         page.get_by_label("Max output tokens").fill("60")
         page.get_by_role("button", name="Save settings").click()
         expect(page.get_by_label("Max output tokens")).to_have_value("60")
