@@ -153,14 +153,21 @@ class Grant:
 
 
 def refusal_words(scope: str, figures: dict[str, object], now: datetime | None = None) -> str:
-    """What a budget refusal says, from its figures (micro-dollars, the reset as ISO text),
-    in the active language; "" when the figures are missing (the catalog's words then)."""
+    """What a budget refusal says, from its figures (micro-dollars, the reset as ISO text;
+    `held`: refused only for money replies still being written hold), in the active
+    language; "" when the figures are missing (the catalog's words then)."""
     try:
         reset = datetime.fromisoformat(str(figures["resets_at"]))
         cap = int(figures["cap"])  # type: ignore[call-overload]
         spent = int(figures.get("spent", 0))  # type: ignore[call-overload]
+        held = int(figures.get("held", 0))  # type: ignore[call-overload]
     except (KeyError, TypeError, ValueError):
         return ""
+    if held:
+        return _(
+            "Replies still being written hold %(held)s of today's budget. Try again when "
+            "they finish."
+        ) % {"held": format_usd(held)}
     if reset <= (now or timezone.now()):
         if scope == "user":
             return _(
@@ -183,12 +190,14 @@ def refusal_words(scope: str, figures: dict[str, object], now: datetime | None =
     ) % {"cap": format_usd(cap), "when": when}
 
 
-def _refusal(scope: str, spent: int, cap: int, day: date) -> Refused:
+def _refusal(scope: str, spent: int, cap: int, day: date, *, held: int = 0) -> Refused:
     figures: dict[str, object] = {
         "spent": spent,
         "cap": cap,
         "resets_at": resets_at(day).isoformat(),
     }
+    if held:
+        figures["held"] = held
     return Refused(refusal_words(scope, figures), scope=scope, figures=figures)
 
 
@@ -235,10 +244,20 @@ def reserve(
                 (left * 1000 - input_tokens * price_in) // price_out if price_out else max_tokens
             )
             tokens = min(max_tokens, affordable)
-            if tokens < min(settings.MIN_USEFUL_OUTPUT_TOKENS, max_tokens):
-                if user_left <= service_left:
-                    raise _refusal("user", user_row.spent_micros, user_cap, day)
-                raise _refusal("service", service_row.spent_micros, service_cap, day)
+            least = min(settings.MIN_USEFUL_OUTPUT_TOKENS, max_tokens)
+            if tokens < least:
+                binding = user_row if user_left <= service_left else service_row
+                scope = "user" if binding is user_row else "service"
+                cap = user_cap if binding is user_row else service_cap
+                # Money held by replies still being written comes back when they settle:
+                # a refusal for want of it says so, and pauses nothing.
+                unheld = min(
+                    user_left + user_row.reserved_micros, service_left + service_row.reserved_micros
+                )
+                held = binding.reserved_micros
+                if held and cost_micros(input_tokens, least, price_in, price_out) <= unheld:
+                    raise _refusal(scope, binding.spent_micros, cap, day, held=held)
+                raise _refusal(scope, binding.spent_micros, cap, day)
             amount = cost_micros(input_tokens, tokens, price_in, price_out)
 
         for row, cap in ((user_row, user_cap), (service_row, service_cap)):
@@ -367,7 +386,16 @@ class Spend:
     cap_micros: int
     left_micros: int = 0  # what a turn may still reserve (the user's and the service's)
     resets_at: datetime | None = None
-    paused: bool = False  # a turn was refused for want of budget, and none started since
+    # Why sending with a paid model waits for the reset: "user" (their budget) or "service"
+    # (the service's daily limit); "" when it need not. Only a spent budget or a recorded
+    # refusal pauses: money merely held by a reply still being written comes back when it
+    # settles, so it never does.
+    paused_scope: str = ""
+    held_micros: int = 0  # held by replies still being written, of the budget that binds
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.paused_scope)
 
     @property
     def text(self) -> str:
@@ -378,37 +406,66 @@ class Spend:
 
     @property
     def percent(self) -> int:
-        if self.paused or self.cap_micros <= 0:
+        """How much of the person's budget is spent (what is held is not spent yet)."""
+        if self.cap_micros <= 0:
             return 100
         return min(100, math.floor(self.spent_micros * 100 / self.cap_micros))
 
     @property
     def paused_text(self) -> str:
-        """What the composer and the meter say while sending is paused for want of budget."""
+        """What the composer and the meter say while sending is paused, by whose limit."""
+        if not self.paused or self.resets_at is None:
+            return ""
+        when = reset_words(self.resets_at)
+        if self.paused_scope == "service":
+            return _(
+                "The service has reached today's spending limit: sending is paused until %(when)s."
+            ) % {"when": when}
+        return _("Your daily budget is used up: sending is paused until %(when)s.") % {"when": when}
+
+    @property
+    def short_text(self) -> str:
+        """What the cost hint says when the money left cannot pay for the next message but
+        sending is not paused: money held by replies still being written comes back when
+        they finish; else the meter will refuse it (and that refusal pauses)."""
+        if self.held_micros:
+            return _(
+                "Replies still being written hold %(held)s of today's budget: send when "
+                "they finish."
+            ) % {"held": format_usd(self.held_micros)}
         if self.resets_at is None:
             return ""
-        return _("Your daily budget is used up: sending is paused until %(when)s.") % {
+        return _("Not enough of today's budget is left for this model. It resets at %(when)s.") % {
             "when": reset_words(self.resets_at)
         }
 
 
-def spend_today(user: AbstractBaseUser, *, paused: bool = False) -> Spend:
-    """The user's day. `paused`: the caller knows a turn was refused since the last one
-    that started (conversations.selectors.spend_for)."""
+def spend_today(user: AbstractBaseUser, *, refused: str = "") -> Spend:
+    """The user's day. `refused`: the scope ("user" or "service") of a refusal the caller
+    knows was recorded since the last turn that started (conversations.figures.spend_for);
+    a budget or a service limit spent to its cap pauses without one."""
     day = today()
     rows = {
         row.scope: row
         for row in DailySpend.objects.filter(scope__in=[_scope(user), DailySpend.SERVICE], day=day)
     }
     mine, service = rows.get(_scope(user)), rows.get(DailySpend.SERVICE)
-    cap = user_cap_micros(user)
+    cap, service_cap = user_cap_micros(user), service_cap_micros()
     spent = mine.spent_micros if mine else 0
-    user_left = cap - spent - (mine.reserved_micros if mine else 0)
-    service_left = service_cap_micros() - (
-        service.spent_micros + service.reserved_micros if service else 0
-    )
+    held = mine.reserved_micros if mine else 0
+    service_spent = service.spent_micros if service else 0
+    user_left = cap - spent - held
+    service_left = service_cap - service_spent - (service.reserved_micros if service else 0)
     left = max(0, min(user_left, service_left))
-    return Spend(spent, cap, left, resets_at(day), paused=paused or left <= 0)
+    if service_left < user_left:
+        held = service.reserved_micros if service else 0
+    if spent >= cap:
+        scope = "user"
+    elif service_spent >= service_cap:
+        scope = "service"
+    else:
+        scope = refused
+    return Spend(spent, cap, left, resets_at(day), paused_scope=scope, held_micros=held)
 
 
 def held_reservations_older_than(seconds: int) -> list[Reservation]:

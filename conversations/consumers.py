@@ -38,7 +38,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import frames, generation, hub, services
+from . import figures, frames, generation, hub, services
 from .models import Conversation, Message
 from .replay import replay_log
 from .selectors import get_conversation_for_user
@@ -84,6 +84,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def account_closed(self, event: dict[str, Any]) -> None:
         """The account was suspended, or this sign-in ended: this socket ends now."""
         await self.close(code=ACCOUNT_CLOSED)
+
+    async def spend_changed(self, event: dict[str, Any]) -> None:
+        """The person's spend changed (hub.spend_changed): this page's meter, anew."""
+        if self.group is not None and event.get("shown_in") == self.group:
+            return  # the turn's own frame showed it here already
+        await self.send(text_data=await database_sync_to_async(self._spend_frame)())
+
+    def _spend_frame(self) -> str:
+        with translation.override(self.language):
+            return frames.spend(figures.spend_for(self.scope["user"]))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Everything this message causes, a generation it starts included, speaks the

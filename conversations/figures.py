@@ -15,7 +15,6 @@ from django.db.models import Exists, OuterRef, Q, Sum
 from billing import catalog, meter
 from billing.models import Reservation
 
-from . import selectors
 from .models import Conversation, Message
 from .selectors import shown_messages
 
@@ -23,8 +22,10 @@ CONTEXT_WARNING = 0.8  # the model card: quality degrades near the context limit
 
 
 def spend_for(user: AbstractBaseUser) -> meter.Spend:
-    """The user's day, paused if their latest turn was refused for want of budget (and
-    none has started since: a cheaper or free model may still answer)."""
+    """The user's day, paused (by its scope: their budget or the service's limit) if their
+    latest turn was refused for want of budget and none has started since (a cheaper or
+    free model may still answer). A refusal only for money that replies still being
+    written hold (`held` in its figures) pauses nothing: that money comes back."""
     refused = (
         Message.objects.filter(
             conversation__owner=user,
@@ -34,19 +35,24 @@ def spend_for(user: AbstractBaseUser) -> meter.Spend:
             created_at__gte=datetime.combine(meter.today(), time.min, meter.billing_zone()),
         )
         .order_by("-id")
-        .values_list("created_at", flat=True)
+        .values_list("created_at", "error_kind", "notice_figures")
         .first()
     )
-    paused = (
-        refused is not None
-        and not Reservation.objects.filter(user=user, created_at__gt=refused).exists()
-    )
-    return meter.spend_today(user, paused=paused)
+    scope = ""
+    if refused is not None:
+        created_at, kind, held = refused[0], refused[1], (refused[2] or {}).get("held")
+        if (
+            not held
+            and not Reservation.objects.filter(user=user, created_at__gt=created_at).exists()
+        ):
+            scope = kind.removeprefix("budget_")
+    return meter.spend_today(user, refused=scope)
 
 
 def history_tokens(conversation: Conversation | None) -> int:
     """The input tokens the next message adds to besides its own text, counted as the
-    server counts them when it starts the turn (services._fit with the stored estimates):
+    server counts them when it starts the turn (services._fit with the stored estimates),
+    so what the model reads: the cost hint and the context gauge both use it.
     the system prompt, and the stored estimate (with its framing) of each message of the
     history it would send: not a question left without an answer (a refusal, a failure
     before any text), nor an answer a later one to the same question replaced. In SQL
@@ -96,8 +102,8 @@ def context_gauge(conversation: Conversation | None) -> dict[str, object] | None
     model = catalog.get_model(conversation.model)
     if model is None or not model.context_window:
         return None
-    # Every message shown, as before (an upper bound: what a long chat holds).
-    used = selectors.history_tokens(conversation)
+    # What the next request sends (the history the model reads), as the cost hint counts it.
+    used = history_tokens(conversation)
     share = used / model.context_window
     percent = min(100, round(share * 100))
     return {

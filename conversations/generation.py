@@ -403,7 +403,7 @@ class Generation:
             # A Continue that added nothing (stopped, or failed before any new text): the
             # reply stays as it was, cut off, and can still go on.
             status, stop_reason = Message.Status.CUT_OFF, "max_tokens"
-        final, charged = await _off_the_shared_thread(_finish)(
+        final, charged, owner_id = await _off_the_shared_thread(_finish)(
             reply_id=self.reply_id,
             reservation_id=self.reservation_id,
             attempts=attempts,
@@ -415,6 +415,8 @@ class Generation:
         )
         _count(status, attempts, self.tries, charged)
         await hub.publish(self.group, final)
+        # The person's other pages (other tabs, other conversations) show the new spend too.
+        await hub.spend_changed(owner_id, shown_in=self.group)
         if self._reset is not None:
             await asyncio.gather(self._reset, return_exceptions=True)
         await replay_log().discard(self.reply_id)
@@ -605,6 +607,7 @@ async def launch(turn: Turn) -> Generation | None:
         conversation = turn.conversation
         paused = await database_sync_to_async(lambda: figures.spend_for(conversation.owner))()
         await hub.publish(group, shown + frames.spend(paused))
+        await hub.spend_changed(conversation.owner_id, shown_in=group)  # and its other pages
         return None
     await hub.publish(group, shown)
     if turn.provider is None:
@@ -679,10 +682,11 @@ def _finish(
     content_html: str,
     stop_reason: str,
     error_detail: str,
-) -> tuple[str, int | None]:
+) -> tuple[str, int | None, int]:
     """End the turn: settle its reservation (exactly once) and record the reply, together.
-    Returns the frame that shows the reply as it ended (and the spend after it), and what
-    was charged (None if the turn had been settled already)."""
+    Returns the frame that shows the reply as it ended (and the spend after it), what was
+    charged (None if the turn had been settled already) and who pays (the conversation's
+    owner, whose every page is told the spend changed)."""
     last = attempts[-1]
     with transaction.atomic():
         charged = None
@@ -708,7 +712,7 @@ def _finish(
         + frames.announce(message)
         + frames.figures(conversation, figures.spend_for(conversation.owner))
     )
-    return frame, charged
+    return frame, charged, conversation.owner_id
 
 
 def _count(

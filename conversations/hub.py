@@ -36,7 +36,8 @@ def group_name(conversation_id: object) -> str:
 
 
 def user_group(user_id: int) -> str:
-    """Every socket of a person listens here, in every process, for its account closing."""
+    """Every socket of a person listens here, in every process: for its account closing,
+    and for their spend changing (spend_changed)."""
     return f"user-{user_id}"
 
 
@@ -63,6 +64,16 @@ def _close(group: str) -> None:
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(group, {"type": "account.closed"})
+
+
+async def spend_changed(user_id: int, *, shown_in: str = "") -> None:
+    """Tell every open page of this person, in every process, that their spend changed (a
+    turn settled, or was refused): each socket renders its spend meter anew, in its own
+    page's language. Not per token: once per turn. The sockets watching `shown_in` (the
+    turn's conversation group) skip it: the turn's own frame brought them the meter."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(user_group(user_id), {"type": "spend.changed", "shown_in": shown_in})
 
 
 def _watchers_key(group: str) -> str:

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 
 from billing import catalog
@@ -193,6 +194,8 @@ class Message(models.Model):
                 return ""
             return CONTINUE
         if self.ending in {"budget_user", "budget_service"}:
+            if self.notice_figures.get("held"):
+                return RETRY  # refused for money held by replies being written: it comes back
             reset = self.notice_figures.get("resets_at")
             passed = reset is not None and datetime.fromisoformat(reset) <= timezone.now()
             return RETRY if passed else ""
@@ -203,8 +206,7 @@ class Message(models.Model):
         Continue (the reply so far read back, and the least useful reply)?"""
         if self.ending != "budget_shortened" or model is None:
             return True
-        owner = Conversation.objects.only("owner").get(pk=self.conversation_id).owner
-        left = spend_today(owner).left_micros
+        left = self._left_today
         read_back = (self.input_tokens or 0) + (self.output_tokens or 0)
         least = min(settings.MIN_USEFUL_OUTPUT_TOKENS, model.max_output_tokens)
         return left >= cost_micros(
@@ -213,6 +215,13 @@ class Message(models.Model):
             model.input_price_per_1k_micros or 0,
             model.output_price_per_1k_micros or 0,
         )
+
+    @cached_property
+    def _left_today(self) -> int:
+        """The owner's money left today, read once per message shown (`offer` runs for
+        the footer's actions and again for `can_regenerate`)."""
+        owner = Conversation.objects.only("owner").get(pk=self.conversation_id).owner
+        return spend_today(owner).left_micros
 
     @property
     def can_regenerate(self) -> bool:

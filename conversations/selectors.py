@@ -9,7 +9,7 @@ from functools import reduce
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils.html import escape
@@ -252,15 +252,3 @@ def history_for(
         else:
             history.append(ChatMessage(role, content))
     return history
-
-
-def history_tokens(conversation: Conversation) -> int:
-    """About how many tokens the conversation's history adds to the next request, for the
-    page's cost estimate (the conservative estimate: this is an upper bound to show)."""
-    from billing import catalog
-
-    system = conversation.system_prompt
-    total = catalog.estimate_tokens(system) if system else 0
-    # Each message's estimate is stored with it: one indexed sum, however long the chat.
-    stored = shown_messages(conversation).aggregate(total=Sum("context_tokens"))["total"]
-    return total + (stored or 0)

@@ -381,11 +381,14 @@
   }
   function budgetLeft() {
     var meter = document.getElementById("spend-meter");
-    if (!meter || meter.dataset.left === undefined) return { left: Infinity, paused: false, text: "" };
+    if (!meter || meter.dataset.left === undefined) {
+      return { left: Infinity, paused: false, text: "", short: "" };
+    }
     return {
       left: Number(meter.dataset.left),
       paused: meter.dataset.paused === "true",
       text: meter.dataset.pausedText || "",
+      short: meter.dataset.shortText || "",
     };
   }
   function updateEstimate() {
@@ -414,9 +417,14 @@
     var micros = costMicros(inputTokens, longest, model);
     var budget = budgetLeft();
     var least = costMicros(inputTokens, Math.min(Number(d.minUseful) || longest, longest), model);
-    if (budget.paused || least > budget.left) {
-      // The meter would refuse it: sending (with a paid model) waits for the reset.
+    if (budget.paused) {
+      // The meter refused one, or a budget is spent: sending (paid) waits for the reset.
       el.textContent = budget.text;
+      el.classList.add("cost-estimate--paused");
+    } else if (least > budget.left) {
+      // Not enough left: held by replies still being written (it comes back when they
+      // finish), or the meter will refuse it. Sending is not blocked: the server decides.
+      el.textContent = budget.short;
       el.classList.add("cost-estimate--paused");
     } else if (micros > budget.left) {
       el.textContent = d.labelCapped.replace("{cost}", formatUsd(budget.left));
@@ -427,8 +435,9 @@
   document.addEventListener("change", function (event) {
     if (event.target && event.target.id === "model-select") updateEstimate();
   });
-  // Once the meter has refused a message for want of budget, sending with a paid model
-  // waits for the reset: the send is not made (the hint says why) and the text stays in
+  // Once the meter has refused a message for want of budget (or a budget is spent to its
+  // cap; money merely held by a reply being written does not count), sending with a paid
+  // model waits for the reset: the send is not made (the hint says why) and the text stays in
   // the box. Captured before the handler that empties the box; a free model still sends.
   function sendingPaused() {
     var meter = document.getElementById("spend-meter");

@@ -17,7 +17,7 @@ from conversations.models import Conversation, Message
 
 from . import services as support
 
-TEXT_FIELDS = {"content", "content_html", "title", "system_prompt", "notice"}
+TEXT_FIELDS = {"content", "content_html", "title", "system_prompt"}
 HIDDEN = "(hidden: record a reason to read)"
 
 

@@ -211,7 +211,9 @@ def usage(request: HttpRequest) -> HttpResponse:
         row["spent_text"] = meter.format_usd(row["spent"] or 0)
     context = {
         "spend": spend,
-        "left": meter.format_usd(max(0, spend.cap_micros - spend.spent_micros)),
+        # What a turn may still reserve, as the chat's meter says: less what replies being
+        # written hold, and never more than the service's own limit leaves.
+        "left": meter.format_usd(spend.left_micros),
         "resets_at": meter.resets_at(today),
         "spend_chart": day_chart(mine, today, meter.format_usd),
         "per_conversation": per_conversation,

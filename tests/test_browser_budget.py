@@ -32,8 +32,11 @@ def test_a_tiny_budget_is_never_overspent_and_the_refusal_is_in_words(tmp_path):
         seen: list[float] = []
         for attempt in range(1, 10):
             box.fill(f"Tell me more, part {attempt}. [sim:tokens=200]")
-            # Step 10: once the budget left cannot pay for a reply, the hint says so.
-            expect(estimate).to_have_text(re.compile(r"Next message: up to \$|sending is paused"))
+            # Step 10: once the budget left cannot pay for a reply, the hint says so (before
+            # a refusal, that not enough is left; after one, that sending is paused).
+            expect(estimate).to_have_text(
+                re.compile(r"Next message: up to \$|sending is paused|Not enough of today")
+            )
             page.get_by_role("button", name="Send").click()
             reply = page.locator("article.message--assistant").nth(attempt - 1)
             expect(reply).not_to_have_attribute("data-status", re.compile("pending|streaming"))

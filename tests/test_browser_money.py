@@ -18,6 +18,7 @@ from billing.meter import format_usd
 
 from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
 from .test_browser_chat import sign_up
+from .test_browser_features import open_menu
 
 pytestmark = pytest.mark.browser
 PRICE_IN, PRICE_OUT = 1000, 2000  # claude-4-6, micro-dollars per 1,000 tokens
@@ -79,7 +80,7 @@ def test_the_next_message_costs_what_the_model_the_setting_and_the_budget_allow(
         assert cost(history() + typed(text), 4096) > left
 
         # The conversation's longest reply, once its settings are saved: 60 tokens.
-        page.locator(".conversation-menu summary").click()
+        open_menu(page)  # Settings… in the Conversation menu (a dialog now)
         page.get_by_label("Max output tokens").fill("60")
         page.get_by_role("button", name="Save settings").click()
         expect(page.get_by_label("Max output tokens")).to_have_value("60")
@@ -166,5 +167,76 @@ def test_retry_replaces_the_failed_reply_and_a_french_page_reads_french(tmp_path
         expect(page.locator("#spend-meter")).to_contain_text("l’envoi est suspendu jusqu’à 00:00")
         page.get_by_label("Modèle", exact=True).select_option("claude-4-6")
         expect(page.locator("#cost-estimate")).to_contain_text("l’envoi est suspendu")
+        browser.close()
+        db.close()
+
+
+def test_money_held_pauses_nothing_and_every_tab_learns_the_new_spend(tmp_path):
+    """The review of Step 10: money held by a reply being written is not "used up" (the bar
+    is what was spent, sending is not blocked, the hint says why the next one cannot be
+    paid yet), and a refusal in one tab pauses the person's other tab at once."""
+    env = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "2", "THINKING_CUE_SECONDS": "60"}
+    with served_app(tmp_path, **env) as url, sync_playwright() as playwright:
+        db = sqlite3.connect(tmp_path / "app.sqlite3", isolation_level=None)
+        browser = launch_chromium(playwright)
+        context = browser.new_context(base_url=url)
+        page = context.new_page()
+        sign_up(page, "alice")
+        box = page.get_by_role("textbox", name="Message")
+        box.fill("Hello [sim:tokens=5]")
+        page.get_by_role("button", name="Send").click()
+        replies = page.locator("article.message--assistant")
+        expect(replies.first).to_have_attribute("data-status", "complete", timeout=30_000)
+
+        # Another tab's reply holds all but 10 micro-dollars of the $5.00.
+        (spent,) = db.execute(
+            "SELECT spent_micros FROM billing_dailyspend WHERE scope = 'user:1'"
+        ).fetchone()
+        db.execute(
+            "UPDATE billing_dailyspend SET reserved_micros = ? WHERE scope = 'user:1'",
+            (5_000_000 - spent - 10,),
+        )
+        page.reload()
+        meter = page.locator("#spend-meter")
+        expect(meter).not_to_have_class(re.compile("spend-meter--paused"))
+        expect(meter.locator("meter")).to_have_attribute("value", "0")  # spent, not held
+        expect(meter).not_to_contain_text("used up")
+        box.fill("One more")
+        expect(page.locator("#cost-estimate")).to_contain_text(
+            "Replies still being written hold $4.9"
+        )
+        # Sending is not blocked: the meter refuses it, says why, and offers Retry.
+        page.get_by_role("button", name="Send").click()
+        held = replies.nth(1)
+        expect(held).to_have_attribute("data-status", "failed", timeout=20_000)
+        expect(held.locator(".message-note")).to_contain_text("Try again when they finish.")
+        expect(held.get_by_role("button", name="Retry")).to_have_count(1)
+        expect(meter).not_to_have_class(re.compile("spend-meter--paused"))
+
+        # A second tab, on a new chat; the first is refused for good: both pause at once.
+        db.execute("UPDATE billing_dailyspend SET reserved_micros = 0 WHERE scope = 'user:1'")
+        db.execute("INSERT INTO billing_userbudget (user_id, daily_cap_micros) VALUES (1, 1)")
+        other = context.new_page()
+        other.goto("/")
+        other_meter = other.locator("#spend-meter")
+        expect(other_meter).to_have_attribute("data-paused", "true")  # spent >= its new cap
+        db.execute(
+            "UPDATE billing_userbudget SET daily_cap_micros = ? WHERE user_id = 1", (spent + 1,)
+        )
+        other.reload()
+        expect(other_meter).to_have_attribute("data-paused", "false")
+        expect(other.locator("#cost-estimate")).to_contain_text("Not enough of today's budget")
+        box.fill("Last one")
+        page.get_by_role("button", name="Send").click()
+        expect(replies.nth(2)).to_have_attribute("data-status", "failed", timeout=20_000)
+        expect(replies.nth(2).locator(".message-note")).to_contain_text("You've used")
+        # The other tab learns it without a reload: paused, in words, sending blocked.
+        expect(other_meter).to_have_class(re.compile("spend-meter--paused"))
+        expect(other_meter).to_contain_text("Your daily budget is used up: sending is paused")
+        other_box = other.get_by_role("textbox", name="Message")
+        other_box.fill("Still there?")
+        other.get_by_role("button", name="Send").click()
+        expect(other_box).to_have_value("Still there?")
+        expect(other.locator("article.message--user")).to_have_count(0)
         browser.close()
         db.close()

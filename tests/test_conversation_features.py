@@ -285,7 +285,16 @@ def test_the_context_gauge_warns_near_the_limit(alice):
     web = client_for(alice)
     page = web.get(conversation.get_absolute_url()).content.decode()
     assert 'id="context-meter"' in page and "Near the model" not in page
-    Message.objects.create(conversation=conversation, role="user", content="word " * 110_000)
+    # The gauge counts what the next request sends, as the cost hint does: a long question
+    # with its answer (a question left unanswered is not sent again).
+    long = Message.objects.create(conversation=conversation, role="user", content="word " * 110_000)
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        content="Yes",
+        reply_to=long,
+        model="claude-4-6",
+    )
     page = web.get(conversation.get_absolute_url()).content.decode()
     assert "Near the model's limit" in page
 

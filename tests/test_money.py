@@ -14,6 +14,7 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone, translation
 
 from billing import meter
@@ -128,7 +129,8 @@ async def test_a_budget_refusal_says_when_it_resets_offers_no_retry_and_pauses_s
     page = await database_sync_to_async(
         lambda: client_for(alice).get(f"/c/{reply.conversation_id}/").content.decode()
     )()
-    assert "spend-meter--paused" in page and 'value="100"' in page
+    # Paused, and the bar is what was spent (nothing yet of a 10 micro-dollar budget).
+    assert "spend-meter--paused" in page and 'value="0"' in page
 
 
 def test_a_refusal_reads_in_the_readers_language_and_offers_retry_after_the_reset(alice):
@@ -281,3 +283,204 @@ def test_the_page_counts_the_history_as_the_server_reserves_it(alice):
     reservation = Reservation.objects.get(pk=turn.reply.reservation_id)
     assert reservation.input_tokens_estimate == shown + context_tokens(text)
     assert reservation.max_tokens == 60
+
+
+# --- the review: paused only when it is true, told to every page ---------------------------------
+def test_money_held_by_a_reply_being_written_pauses_nothing_and_the_bar_is_what_was_spent(alice):
+    DailySpend.objects.create(
+        scope=f"user:{alice.pk}",
+        day=meter.today(),
+        user=alice,
+        spent_micros=1_000_000,
+        reserved_micros=4_000_000,  # another tab's reply holds the rest of the $5.00
+    )
+    spend = figures.spend_for(alice)
+    assert not spend.paused and spend.paused_text == "" and spend.left_micros == 0
+    assert spend.percent == 20  # $1.00 of $5.00 spent; what is held is not spent
+    assert spend.short_text == (
+        "Replies still being written hold $4.00 of today's budget: send when they finish."
+    )
+    page = client_for(alice).get("/").content.decode()
+    assert 'data-paused="false"' in page and "spend-meter--paused" not in page
+    assert "Your daily budget is used up" not in page and 'value="20"' in page
+
+
+def test_a_refusal_for_money_held_says_so_offers_retry_and_pauses_nothing(alice):
+    day = meter.today()
+    DailySpend.objects.create(
+        scope=f"user:{alice.pk}", day=day, user=alice, spent_micros=0, reserved_micros=4_999_990
+    )
+    model = catalog_model("claude-4-6")
+    with pytest.raises(meter.Refused) as refused:
+        meter.reserve(user=alice, model=model, input_tokens=10, max_tokens=4096)
+    assert refused.value.scope == "user" and refused.value.figures["held"] == 4_999_990
+    assert refused.value.message == (
+        "Replies still being written hold $4.99999 of today's budget. Try again when they finish."
+    )
+    conversation = Conversation.objects.create(owner=alice, model="claude-4-6")
+    asked = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    reply = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        reply_to=asked,
+        status="failed",
+        error_kind="budget_user",
+        notice_figures=refused.value.figures,
+    )
+    assert reply.offer == "retry" and reply.error_text == refused.value.message
+    assert not figures.spend_for(alice).paused
+
+
+def test_the_service_limit_pauses_in_its_own_words(alice, settings):
+    settings.DAILY_CAP_MICROS = 50_000_000
+    DailySpend.objects.create(scope=DailySpend.SERVICE, day=meter.today(), spent_micros=50_000_000)
+    spend = figures.spend_for(alice)
+    assert spend.paused_scope == "service" and spend.percent == 0
+    assert spend.paused_text.startswith(
+        "The service has reached today's spending limit: sending is paused until 00:00 UTC (in"
+    )
+    # A refusal recorded by the user's budget says it is theirs.
+    conversation = Conversation.objects.create(owner=alice, model="claude-4-6")
+    Message.objects.create(
+        conversation=conversation, role="assistant", status="failed", error_kind="budget_user"
+    )
+    DailySpend.objects.filter(scope=DailySpend.SERVICE).update(spent_micros=0)
+    spend = figures.spend_for(alice)
+    assert spend.paused_scope == "user"
+    assert spend.paused_text.startswith("Your daily budget is used up: sending is paused until")
+
+
+async def test_every_page_of_the_person_is_told_the_new_spend(alice, alice_cookie):
+    """A turn in one tab: the person's other tabs (another conversation, or none) get the
+    spend meter (here paused by a refusal) without a reload; the tab of the turn gets it
+    once, with the turn's own frame."""
+    other = communicator(alice_cookie)
+    await other.connect()
+    await database_sync_to_async(UserBudget.objects.create)(user=alice, daily_cap_micros=10)
+    sender = communicator(alice_cookie)
+    await sender.connect()
+    await sender.send_to(text_data=send_frame("Hi", "m1"))
+    got = await receive_until(sender, f'{DONE}"failed"', timeout=30)
+    assert sum('id="spend-meter"' in frame for frame in got) == 1
+    shown = await receive_until(other, 'id="spend-meter"', timeout=10)
+    assert 'data-paused="true"' in shown[-1]
+    assert "Your daily budget is used up: sending is paused until 00:00 UTC" in shown[-1]
+    assert await sender.receive_nothing(timeout=0.3)
+    # A turn that settles (money spent) is told to the other page too.
+    await database_sync_to_async(UserBudget.objects.filter(user=alice).update)(
+        daily_cap_micros=5_000_000
+    )
+    await sender.send_to(text_data=send_frame("Again [sim:tokens=5]", "m2"))
+    await receive_until(sender, f'{DONE}"complete"', timeout=30)
+    shown = await receive_until(other, 'id="spend-meter"', timeout=10)
+    assert 'data-paused="false"' in shown[-1] and "$0.00 of" not in shown[-1]
+    await sender.disconnect()
+    await other.disconnect()
+
+
+# --- the review: one history_tokens ---------------------------------------------------------
+def test_the_context_gauge_counts_what_the_cost_hint_counts(alice):
+    conversation = Conversation.objects.create(owner=alice, model="claude-4-6")
+    asked = Message.objects.create(conversation=conversation, role="user", content="Hi " * 50)
+    Message.objects.create(
+        conversation=conversation, role="assistant", content="Hello", reply_to=asked
+    )
+    # A question left without an answer (a refusal) is not sent again: neither counts it.
+    Message.objects.create(conversation=conversation, role="user", content="word " * 5_000)
+    gauge = figures.context_gauge(conversation)
+    assert gauge is not None
+    assert gauge["used"] == figures.history_tokens(conversation) < 1_000
+    from conversations import selectors
+
+    assert not hasattr(selectors, "history_tokens")
+
+
+# --- the review: the usage page's left is the meter's -----------------------------------------
+def test_the_usage_page_says_what_the_meter_says_is_left(alice, settings):
+    day = meter.today()
+    DailySpend.objects.create(
+        scope=f"user:{alice.pk}",
+        day=day,
+        user=alice,
+        spent_micros=1_500_000,
+        reserved_micros=1_000_000,
+    )
+    page = client_for(alice).get("/usage/").content.decode()
+    assert "$2.50 left today" in page  # $5.00 less $1.50 spent and $1.00 held
+    settings.DAILY_CAP_MICROS = 2_000_000
+    DailySpend.objects.create(scope=DailySpend.SERVICE, day=day, spent_micros=1_900_000)
+    page = client_for(alice).get("/usage/").content.decode()
+    assert "$0.10 left today" in page  # the service's limit leaves less
+
+
+# --- the review: Continue's budget read once per message shown -------------------------------
+def test_a_shortened_reply_reads_the_budget_once_however_often_it_is_asked(
+    alice, django_assert_num_queries
+):
+    conversation = Conversation.objects.create(owner=alice, model="claude-4-6")
+    asked = Message.objects.create(conversation=conversation, role="user", content="Hi")
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        reply_to=asked,
+        content="Part",
+        status="cut_off",
+        input_tokens=10,
+        output_tokens=5,
+        notice_figures={"shortened_to": 5},
+        model="claude-4-6",
+    )
+    reply = Message.objects.filter(role="assistant").get()
+    with CaptureQueriesContext(connection) as first:
+        assert reply.offer == "continue"
+    assert any("dailyspend" in query["sql"] for query in first.captured_queries)
+    # can_regenerate asks offer again: only the catalog's row is read again, not the budget.
+    with django_assert_num_queries(1):
+        assert reply.can_regenerate
+
+
+# --- the review: 0009 rolls back to words -----------------------------------------------------
+def test_rolling_back_0009_writes_the_notices_again_from_the_figures(transactional_db):
+    user = django_user().objects.create(username="old")
+    conversation = Conversation.objects.create(owner=user, model="claude-4-6")
+    reset = meter.resets_at(meter.today())
+    refused = Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        error_kind="budget_user",
+        notice_figures={"spent": 1_800, "cap": 2_000, "resets_at": reset.isoformat()},
+    )
+    plain = Message.objects.create(conversation=conversation, role="assistant", content="Hi")
+    executor = MigrationExecutor(connection)
+    before = [("conversations", "0008_message_context_tokens")]
+    with translation.override("fr"):  # the words are the default language's, not the active one
+        executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("conversations", "Message")
+    notice = old.objects.get(pk=refused.pk).notice
+    assert notice.startswith("You've used $0.0018 of your $0.002 daily budget. It resets at 00:00")
+    assert old.objects.get(pk=plain.pk).notice == ""
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    again = Message.objects.get(pk=refused.pk)
+    assert again.notice_figures["spent"] == 1_800 and again.notice_figures["cap"] == 2_000
+
+
+def test_the_admin_guards_only_text_fields_that_exist():
+    from support.conversation_admin import TEXT_FIELDS
+
+    names = {f.name for model in (Conversation, Message) for f in model._meta.get_fields()}
+    assert TEXT_FIELDS <= names
+
+
+def catalog_model(slug: str):  # type: ignore[no-untyped-def]
+    from billing import catalog
+
+    model = catalog.get_model(slug)
+    assert model is not None
+    return model
+
+
+def django_user():  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()

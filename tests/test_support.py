@@ -295,7 +295,7 @@ def test_support_cannot_filter_on_text_in_the_address(helper, root, alice):
     for url in [
         "/admin/conversations/message/?content__icontains=weekend",
         "/admin/conversations/message/?content__startswith=my",
-        f"/admin/conversations/message/?conversation={conversation.pk}&notice__contains=x",
+        f"/admin/conversations/message/?conversation={conversation.pk}&content_html__contains=x",
         "/admin/conversations/conversation/?title__icontains=secret",
         "/admin/conversations/conversation/?system_prompt__icontains=a",
         "/admin/conversations/conversation/?messages__content__icontains=weekend",

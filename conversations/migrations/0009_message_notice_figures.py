@@ -3,7 +3,8 @@ reader's language. Old notices (budget refusals written in the language of their
 become their figures: the amounts they name (always written "$0.01" then, in any
 language: spent then cap for a user's budget, the cap for the service's) and the reset
 that followed the day they were written. A notice whose amounts cannot be read keeps its
-reset time only, and reads as the error catalog's words for its kind."""
+reset time only, and reads as the error catalog's words for its kind. Rolled back, refusals get their words
+again, written from the figures in the default language."""
 
 import re
 import zoneinfo
@@ -38,6 +39,24 @@ def notice_to_figures(apps, schema_editor):  # type: ignore[no-untyped-def]
         Message.objects.filter(pk=message.pk).update(notice_figures=figures)
 
 
+def figures_to_notice(apps, schema_editor):  # type: ignore[no-untyped-def]
+    """Back to words: each budget refusal's notice written again from its figures, in the
+    default language (as the words the app wrote then, in the one language it can pick
+    here). Only refusals had a notice."""
+    from django.utils import translation
+
+    from billing.meter import refusal_words
+
+    Message = apps.get_model("conversations", "Message")
+    refusals = Message.objects.filter(error_kind__in=["budget_user", "budget_service"])
+    with translation.override(settings.LANGUAGE_CODE):
+        for message in refusals.iterator():
+            scope = message.error_kind.removeprefix("budget_")
+            words = refusal_words(scope, message.notice_figures)
+            if words:
+                Message.objects.filter(pk=message.pk).update(notice=words)
+
+
 class Migration(migrations.Migration):
     dependencies = [("conversations", "0008_message_context_tokens")]
 
@@ -47,6 +66,6 @@ class Migration(migrations.Migration):
             name="notice_figures",
             field=models.JSONField(blank=True, default=dict),
         ),
-        migrations.RunPython(notice_to_figures, migrations.RunPython.noop),
+        migrations.RunPython(notice_to_figures, figures_to_notice),
         migrations.RemoveField(model_name="message", name="notice"),
     ]

@@ -235,4 +235,9 @@ FR = {
 "A state-of-the-art text model for high-performance applications, from creative writing to complex data processing.": "Un modèle de texte de pointe pour les applications exigeantes, de l’écriture créative au traitement de données complexes.",
 "A model that runs on this computer, with no network.": "Un modèle qui tourne sur cet ordinateur, sans réseau.",
 "A model your administrator has set up for this chat.": "Un modèle configuré par votre administrateur pour cette discussion.",
+# Step 10 — money review
+"The service has reached today's spending limit: sending is paused until %(when)s.": "Le service a atteint sa limite de dépenses du jour : l’envoi est suspendu jusqu’à %(when)s.",
+"Replies still being written hold %(held)s of today's budget: send when they finish.": "Des réponses en cours d’écriture retiennent %(held)s du budget du jour : envoyez quand elles seront finies.",
+"Not enough of today's budget is left for this model. It resets at %(when)s.": "Il ne reste pas assez du budget du jour pour ce modèle. Il se renouvelle à %(when)s.",
+"Replies still being written hold %(held)s of today's budget. Try again when they finish.": "Des réponses en cours d’écriture retiennent %(held)s du budget du jour. Réessayez quand elles seront finies.",
 }
