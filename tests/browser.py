@@ -122,3 +122,15 @@ def _scan_frames(browser) -> None:  # type: ignore[no-untyped-def]
         return page
 
     browser.new_context, browser.new_page = watched_context, watched_page
+
+
+# The looks Step 10's tests are checked in: a desktop, light and dark, and a phone.
+LOOKS: dict[str, dict[str, object]] = {
+    "desktop-light": {"viewport": {"width": 1440, "height": 900}, "color_scheme": "light"},
+    "desktop-dark": {"viewport": {"width": 1440, "height": 900}, "color_scheme": "dark"},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "is_mobile": True,
+        "has_touch": True,
+    },
+}

@@ -13,7 +13,7 @@ from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from billing.meter import format_usd
 
-from .browser import ROOT, launch_chromium, served
+from .browser import LOOKS, ROOT, launch_chromium, served
 from .test_browser_chat import sign_up
 
 pytestmark = pytest.mark.browser
@@ -124,10 +124,11 @@ def test_sign_in_first_sign_up_and_the_friendly_error_pages(tmp_path):
         browser.close()
 
 
-def test_capital_france_finds_the_conversation_with_a_marked_snippet(tmp_path):
+@pytest.mark.parametrize("look", LOOKS)
+def test_capital_france_finds_the_conversation_with_a_marked_snippet(tmp_path, look):
     with served(tmp_path) as app, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        page = browser.new_page(base_url=app.url, viewport=DESKTOP)
+        page = browser.new_page(base_url=app.url, **LOOKS[look])
         dialogs: list[str] = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         sign_up(page, "alice")
