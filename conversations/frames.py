@@ -30,7 +30,8 @@ def render_message(message: Message, *, oob: bool = False) -> str:
 
 def batch(reply_id: int, seq: int, ops: Ops) -> str:
     """Batch `seq` of a reply being written: finished blocks appended, the open block
-    replaced, an open code block's new text appended (streaming_render.py). The first
+    replaced, an open code block's new text appended, a large open block's tail appended
+    (streaming_render.py). The first
     element always comes and carries the number (static/chat.js reads it there)."""
     frame = f'<div hx-swap-oob="beforeend:#m-{reply_id}-done" data-seq="{seq}">{ops.done}</div>'
     if ops.open is not None:
@@ -39,6 +40,8 @@ def batch(reply_id: int, seq: int, ops: Ops) -> str:
         )
     if ops.code:
         frame += f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">{ops.code}</div>'
+    if ops.tail:
+        frame += f'<div hx-swap-oob="beforeend:#m-{reply_id}-open > .stream-tail">{ops.tail}</div>'
     return frame
 
 

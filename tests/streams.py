@@ -19,24 +19,28 @@ RESET = re.compile(
 ENDED = re.compile(r'<article id="m-(\d+)" class="message message--assistant" data-status="(\w+)"')
 
 
-def _markers(reply_id: int) -> tuple[str, str]:
+def _markers(reply_id: int) -> tuple[str, str, str]:
     return (
         f'<div id="m-{reply_id}-open" class="stream-open" hx-swap-oob="true">',
         f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">',
+        f'<div hx-swap-oob="beforeend:#m-{reply_id}-open > .stream-tail">',
     )
 
 
-def batch_parts(frame: str, reply_id: int) -> tuple[str, str | None, str]:
-    """A batch frame's finished blocks, open block (None: unchanged) and code to append.
-    Its markers cannot be in the parts: sanitised HTML and escaped text carry no hx-*."""
-    open_marker, code_marker = _markers(reply_id)
+def batch_parts(frame: str, reply_id: int) -> tuple[str, str | None, str, str]:
+    """A batch frame's finished blocks, open block (None: unchanged), code to append and
+    tail to append. Its markers cannot be in the parts: sanitised HTML and escaped text
+    carry no hx-*."""
+    open_marker, code_marker, tail_marker = _markers(reply_id)
     rest = frame[BATCH.match(frame).end() :]  # type: ignore[union-attr]
+    rest, _, tail = rest.partition(tail_marker)
     rest, _, code = rest.partition(code_marker)
     done, _, opened = rest.partition(open_marker)
     return (
         done.removesuffix("</div>"),
         opened.removesuffix("</div>") if open_marker in rest else None,
         code.removesuffix("</div>"),
+        tail.removesuffix("</div>"),
     )
 
 
@@ -79,13 +83,16 @@ class StreamCopy:
                 return None  # already here
             if seq > self.seq + 1:
                 return self.seq
-            done, opened, code = batch_parts(frame, self.reply_id)
+            done, opened, code, tail = batch_parts(frame, self.reply_id)
             self.done += done
             if opened is not None:
                 self.open = opened
             if code:
                 at = self.open.rindex("</code>")
                 self.open = self.open[:at] + code + self.open[at:]
+            if tail:  # the tail is the open part's last element
+                at = self.open.rindex("</div>")
+                self.open = self.open[:at] + tail + self.open[at:]
             self.seq = seq
             self.applied.append(seq)
         elif (match := RESET.match(frame)) and int(match.group(1)) == self.reply_id:
