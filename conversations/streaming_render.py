@@ -22,6 +22,7 @@ block above was rendered before the definition came; the final swap shows the li
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +38,8 @@ from .rendering import (
     sanitise,
 )
 
-# An open part longer than this (bytes of text) is large: rendered at render points only.
-OPEN_LIMIT = 2048
+# An open part longer than this (characters of text) is large: see `_show_open`.
+OPEN_LIMIT = int(os.environ.get("STREAM_OPEN_LIMIT", "2048"))
 GROWTH = 1.25  # each render point at least this much further than the one before
 # An open part this long that holds code is fed off the event loop (Pygments may run).
 CODE_LIMIT = 512
@@ -48,12 +49,14 @@ CODE_LIMIT = 512
 class Ops:
     """What one batch changes on the page, applied in this order: `done` is appended to the
     finished part; `open`, when not None, replaces the open part; `code` (escaped text) is
-    appended to the open part's code block, `tail` (escaped text) to its tail (a large
-    open part's text after its last render point)."""
+    appended to the open part's code block, `rows` (sanitised HTML) to its table's body,
+    `tail` (escaped text) to its tail (a large open part's text after its last render
+    point)."""
 
     done: str = ""
     open: str | None = None
     code: str = ""
+    rows: str = ""
     tail: str = ""
 
 
@@ -103,6 +106,8 @@ class StreamRenderer:
         self._head: str | None = None
         self._point = self._rendered = self._shown = self._scanned = 0
         self._tail: list[str] = []
+        self._table = False  # the large open part is a table: its rows are appended
+        self._rows: list[str] = []  # its rows after the head, as appended
         # The end of the open part to parse to find whether it goes on: its kind of block,
         # the offset in it to parse from, and the lines put before (a table's head).
         self._window: tuple[str, int, str] | None = None
@@ -119,7 +124,10 @@ class StreamRenderer:
         if self._fence is not None:
             return self._fence_html(self._fence, "".join(self._code))
         if self._head is not None:
-            return self._head + f'<div class="stream-tail">{"".join(self._tail)}</div>'
+            head = self._head
+            if self._rows:  # before its </tbody>\n</table>\n
+                head = head[:-18] + "".join(self._rows) + head[-18:]
+            return head + f'<div class="stream-tail">{"".join(self._tail)}</div>'
         return self._open or ""
 
     @property
@@ -139,17 +147,18 @@ class StreamRenderer:
         opened: str | None = None
         code: list[str] = []
         tail: list[str] = []
+        rows: list[str] = []
         while True:
             if self._fence is None:
-                changed, added = self._blocks(done)
+                changed, new_rows, added = self._blocks(done)
                 if changed is not None:
-                    opened, tail = changed, []
-                if added:
-                    tail.append(added)
+                    opened, tail, rows = changed, [], []
+                rows.append(new_rows)
+                tail.append(added)
                 if self._fence is None:
                     break
                 # A code fence opened: it replaces the open part, its code appended after.
-                opened, code, tail = self._fence_html(self._fence, ""), [], []
+                opened, code, tail, rows = self._fence_html(self._fence, ""), [], [], []
                 self._code, self._open = [], None
             fence = self._fence
             end = self._closing(fence)
@@ -160,7 +169,13 @@ class StreamRenderer:
             # The fence closed: rendered once (highlighted), appended to the finished part.
             self._finish_blocks(done, self.text[fence.start : end])
             self._fence, self._code, code = None, [], []
-        return Ops(done="".join(done), open=opened, code="".join(code), tail="".join(tail))
+        return Ops(
+            done="".join(done),
+            open=opened,
+            code="".join(code),
+            rows="".join(rows),
+            tail="".join(tail),
+        )
 
     def heavy(self, chunk: str) -> bool:
         """Whether feeding `chunk` may take more than a batch's worth of work: it closes a
@@ -194,7 +209,7 @@ class StreamRenderer:
         return final, self._head is None and shown == final
 
     # --- blocks --------------------------------------------------------------------------
-    def _blocks(self, done: list[str]) -> tuple[str | None, str]:
+    def _blocks(self, done: list[str]) -> tuple[str | None, str, str]:
         """Finish every block a complete line has closed; show the one still open. The
         open part's new HTML, or None if it is not replaced (or a code fence opened), and
         the escaped text to append to its tail (a large open part's, see `_show_open`)."""
@@ -214,7 +229,7 @@ class StreamRenderer:
             if last.type == "fence" and not self._closes_at(last, lines):
                 self._finish_blocks(done, tail[: _offset(lines, last.map[0])])
                 self._fence = self._open_fence(last, self._done_end, lines[last.map[0]])
-                return None, ""
+                return None, "", ""
             if last.type in _COMPLETE_ONCE_WRITTEN or (
                 last.type in _ENDED_BY_A_BLANK_LINE and last.map[1] < len(lines) - 1
             ):
@@ -256,39 +271,66 @@ class StreamRenderer:
         self._window = (kind, start, head)
         return True
 
-    def _show_open(self, tail: str) -> tuple[str | None, str]:
-        """The open part, whose text is `tail`: rendered whole while it is small. A large one
-        (a long table, list or paragraph) is rendered up to its last render point only, the
-        text after it shown as escaped text appended to a tail below: the render points are
-        line ends each at least a quarter further than the one before, so rendering a
-        block of n bytes costs O(n) in all, and most batches append their text only."""
+    def _show_open(self, tail: str) -> tuple[str | None, str, str]:
+        """The open part, whose text is `tail`: its new HTML (None: not replaced), rows to
+        append to its table, text to append to its tail. Rendered whole while it is small.
+        A large one (over OPEN_LIMIT) is a table whose rows are appended as they complete
+        (its rows do not depend on each other), or is rendered up to its last render point
+        only, the text after it shown as escaped text appended to a tail below: the render
+        points are line ends each at least a quarter further than the one before, so a
+        block of n bytes costs O(n) to render in all, and most batches append text only."""
         if len(tail) <= OPEN_LIMIT:
             html = render_part(tail, _copy(self._env)) if tail.strip() else ""
             if html == self._open:
-                return None, ""
+                return None, "", ""
             self._open = html
-            return html, ""
+            return html, "", ""
         complete = tail.rfind("\n") + 1
         if self._head is None:
             # Just grown large: its first render point is its last line end within the limit.
             self._point = self._scanned = tail.rfind("\n", 0, OPEN_LIMIT) + 1
+            self._rows, self._table = [], False
+            if self._window is not None and self._window[0] == "table_open":
+                head = self._render(tail[: self._point])
+                if head.endswith("</tbody>\n</table>\n"):  # rows after it are appended
+                    self._head, self._table = head, True
+                    self._rows = [self._table_rows(tail[self._point : complete])]
+                    self._scanned, self._tail = complete, []
+                    self._open = self.open_html
+                    return self._open, "", ""
+        elif self._table:  # the lines completed since are rows: appended
+            rows = self._table_rows(tail[self._scanned : complete])
+            self._scanned = complete
+            self._rows.append(rows)
+            return None, rows, ""
         while (newline := tail.find("\n", self._scanned, complete)) != -1:
             self._scanned = newline + 1
             if self._scanned >= self._point * GROWTH:
                 self._point = self._scanned
         if self._head is None or self._rendered != self._point:
             self._rendered = self._point
-            head = tail[: self._point]
-            self._head = render_part(head, _copy(self._env)) if head.strip() else ""
+            self._head = self._render(tail[: self._point])
             self._tail = [tail_text(tail[self._point :])]
             self._shown = len(tail)
             self._open = self.open_html
-            return self._open, ""
+            return self._open, "", ""
         added = tail_text(tail[self._shown :])
         self._shown = len(tail)
         if added:
             self._tail.append(added)
-        return None, added
+        return None, "", added
+
+    def _render(self, text: str) -> str:
+        """The open part's `text` rendered (the link references it defines do not last)."""
+        return render_part(text, _copy(self._env)) if text.strip() else ""
+
+    def _table_rows(self, rows: str) -> str:
+        """The HTML of `rows`, lines the open table has gained, rendered after its head."""
+        if not rows:
+            return ""
+        assert self._window is not None
+        html = render_part(self._window[2] + rows, _copy(self._env))
+        return html[html.index("<tbody>\n") + 8 : html.rindex("</tbody>")]
 
     def _finish_blocks(self, done: list[str], text: str) -> None:
         """`text`, the start of the open part, is finished: rendered once, appended."""

@@ -65,6 +65,9 @@ def apply(page: tuple[str, str], ops: Ops) -> tuple[str, str]:
         assert opened.endswith('<div class="stream-tail">') or opened.endswith("</div>")
         at = opened.rindex("</div>")
         opened = opened[:at] + ops.tail + opened[at:]
+    if ops.rows:
+        at = opened.rindex("</tbody>")
+        opened = opened[:at] + ops.rows + opened[at:]
     return done, opened
 
 
@@ -75,6 +78,8 @@ def assert_sanitised(ops: Ops) -> None:
     assert tail_text(html.unescape(ops.tail)) == ops.tail, ops.tail  # text only
     tail = f'<div class="stream-tail">{ops.tail}</div>'
     assert sanitise(tail) == tail
+    rows = f"<table><tbody>{ops.rows}</tbody></table>"
+    assert sanitise(rows) == rows, ops.rows
 
 
 def text_of(markup: str) -> str:
