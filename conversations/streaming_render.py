@@ -181,14 +181,15 @@ class StreamRenderer:
         """Whether feeding `chunk` may take more than a batch's worth of work: it closes a
         code block (rendered whole, highlighted), or completes a line of a large open part
         (parsed whole, maybe rendered), or the open part holds code that may be highlighted
-        again. The app feeds those batches in a thread, off the event loop."""
+        again, or a table (slow to render). The app feeds those batches in a thread, off
+        the event loop."""
         if self._fence is not None:
             return self.closes_a_fence(chunk)
         size = len(self.text) - self._done_end + len(chunk)
         if size > OPEN_LIMIT:
             return "\n" in chunk or "\r" in chunk
         return size > CODE_LIMIT and any(
-            mark in self.text[self._done_end :] + chunk for mark in ("```", "~~~", "\n    ")
+            mark in self.text[self._done_end :] + chunk for mark in ("```", "~~~", "\n    ", "|")
         )
 
     def closes_a_fence(self, chunk: str) -> bool:
@@ -202,11 +203,15 @@ class StreamRenderer:
 
     def finish(self) -> tuple[str, bool]:
         """The reply's final HTML (the one-shot render), and whether the page's copy already
-        shows exactly that (it does unless a link reference was defined after its use)."""
+        shows exactly that (it does unless a link reference was defined after its use, or
+        a large block shows its last lines as text)."""
         final = render_markdown(self.text)
         tail = self.text[self._done_end :]
-        shown = self.done_html + (render_part(tail, _copy(self._env)) if tail.strip() else "")
-        return final, self._head is None and shown == final
+        if self._head is not None:  # a large block: as shown (a table's rows may be all)
+            shown = self.done_html + self.open_html.removesuffix(EMPTY_TAIL)
+        else:
+            shown = self.done_html + (render_part(tail, _copy(self._env)) if tail.strip() else "")
+        return final, shown == final
 
     # --- blocks --------------------------------------------------------------------------
     def _blocks(self, done: list[str]) -> tuple[str | None, str, str]:
@@ -407,6 +412,9 @@ class StreamRenderer:
         html = escapeHtml(shown)
         self._code.append(html)
         return html
+
+
+EMPTY_TAIL = '<div class="stream-tail"></div>'
 
 
 def tail_text(text: str) -> str:

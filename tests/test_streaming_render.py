@@ -16,7 +16,7 @@ from markdown_it.common.utils import escapeHtml
 
 from conversations import streaming_render
 from conversations.rendering import render_markdown, sanitise
-from conversations.streaming_render import Ops, StreamRenderer, tail_text
+from conversations.streaming_render import EMPTY_TAIL, Ops, StreamRenderer, tail_text
 from llm.simulator.replies import XSS_CORPUS, reply_text
 
 from .streams import same_html
@@ -102,8 +102,9 @@ def stream(text: str, cuts: list[int], *, check_states: bool = True) -> StreamRe
     assert final == render_markdown(text)
     if renderer._head is not None:
         # A large open part shows its text after its last render point as text, until the
-        # final swap; all before it is as the one-shot render of the text up to it.
-        assert not shown and page[1].endswith("</div>")
+        # final swap (a table's rows may all be shown formatted: then it is the final).
+        assert page[1].endswith("</div>")
+        assert shown == (same_html("".join(page).removesuffix(EMPTY_TAIL)) == same_html(final))
         return renderer
     if "[ref]" not in text:  # no link reference defined after its use
         assert shown
@@ -313,3 +314,53 @@ def test_long_content_in_any_batches(name: str, cuts: list[float], limit: int):
 def test_random_long_markdown_in_random_batches(text: str, cuts: list[int], limit: int):
     with mock.patch.object(streaming_render, "OPEN_LIMIT", limit):
         stream(text, cuts)
+
+
+def work(text: str) -> tuple[list[int], list[int], list[Ops]]:
+    """Feeding `text` a line a batch: per batch, the characters parsed and rendered."""
+    parsed, rendered, sent = [0], [0], []
+    real_parse, real_render = streaming_render.parse_blocks, streaming_render.render_part
+
+    def parse(text: str):  # type: ignore[no-untyped-def]
+        parsed[-1] += len(text)
+        return real_parse(text)
+
+    def render(text: str, env):  # type: ignore[no-untyped-def]
+        rendered[-1] += len(text)
+        return real_render(text, env)
+
+    renderer = StreamRenderer()
+    with (
+        mock.patch.object(streaming_render, "parse_blocks", parse),
+        mock.patch.object(streaming_render, "render_part", render),
+    ):
+        for line in text.splitlines(keepends=True):
+            sent.append(renderer.feed(line))
+            parsed.append(0)
+            rendered.append(0)
+    return parsed[:-1], rendered[:-1], sent
+
+
+def test_a_long_table_costs_a_row_a_batch():
+    head = "| name | kind |\n|---|:-:|\n"
+    text = head + "".join(f"| row {n} **b** | `k{n}` |\n" for n in range(400))
+    parsed, rendered, sent = work(text)
+    large = [n for n, line in enumerate(text.splitlines()) if n > 150]  # well past 2 KB
+    for n in large:
+        assert parsed[n] <= 2 * len(head) + 60 and rendered[n] <= len(head) + 30, n
+        assert sent[n].open is None and sent[n].rows.count("<tr>") == 1
+        assert len(sent[n].rows) < 200  # the frame: the row
+
+
+def test_a_long_paragraph_or_list_is_rendered_in_o_of_its_length_in_all():
+    paragraph = "".join(f"line {n} with *some* `code` and words\n" for n in range(400))
+    items = "".join(f"- item {n} with *some* words\n" for n in range(400))
+    for text in (paragraph, items):
+        parsed, rendered, sent = work(text)
+        # Past the limit (2 KB, some 60 lines), render points a quarter apart.
+        assert sum(rendered[60:]) < 6 * len(text)
+        assert max(parsed[100:]) < 200  # its end only: a line or the last item, and the new
+        frames = sum(len(ops.open or "") + len(ops.tail) for ops in sent[60:])
+        assert frames < 8 * len(render_markdown(text))
+        # Most batches only append their line as text.
+        assert sum(ops.open is None for ops in sent) > 300
