@@ -65,7 +65,7 @@ def codeblock_html(label: str, code_html: str) -> str:
     )
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def _highlighted(info: str, content: str) -> str:
     """A code block's HTML. Kept: a block still open when the text around it is rendered
     again (a list item after a code block in an earlier one) is not highlighted again."""
