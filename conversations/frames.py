@@ -30,7 +30,9 @@ def render_message(message: Message, *, oob: bool = False) -> str:
 
 def batch(reply_id: int, seq: int, ops: Ops) -> str:
     """Batch `seq` of a reply being written: finished blocks appended, the open block
-    replaced, an open code block's new text appended (streaming_render.py). The first
+    replaced, an open code block's new text appended, a large open table's rows or a large open
+    block's tail appended
+    (streaming_render.py). The first
     element always comes and carries the number (static/chat.js reads it there)."""
     frame = f'<div hx-swap-oob="beforeend:#m-{reply_id}-done" data-seq="{seq}">{ops.done}</div>'
     if ops.open is not None:
@@ -39,6 +41,15 @@ def batch(reply_id: int, seq: int, ops: Ops) -> str:
         )
     if ops.code:
         frame += f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">{ops.code}</div>'
+    if ops.tail:
+        frame += f'<div hx-swap-oob="beforeend:#m-{reply_id}-open > .stream-tail">{ops.tail}</div>'
+    if ops.rows:
+        # Table rows parse only inside a table or a template (in a <div> the browser drops
+        # their tags): a template, whose rows static/chat.js hands to htmx to append.
+        frame += (
+            f'<template data-rows hx-swap-oob="beforeend:#m-{reply_id}-open > table > tbody">'
+            f"{ops.rows}</template>"
+        )
     return frame
 
 

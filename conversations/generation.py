@@ -462,10 +462,12 @@ class Generation:
             if self._last_flush:
                 metrics.BATCH_GAP.observe(now - self._last_flush)
             self._last_flush = now
-            # The renderer's work is bounded by the batch and the block being written; the
-            # batch that closes a code block renders it whole (Pygments: tens of ms for a
-            # long one), off the event loop, so the other streams do not wait for it.
-            if self.renderer.closes_a_fence(text):
+            # Most batches cost the batch: their text appended, or a small open block
+            # rendered again. A batch that may cost more (it closes a code block, rendered
+            # whole and highlighted; it completes a line of a large open block, parsed
+            # whole and at times rendered; it may highlight code again) is fed in a
+            # thread, off the event loop, so the other streams do not wait for it.
+            if self.renderer.heavy(text):
                 ops = await sync_to_async(self.renderer.feed, thread_sensitive=False)(text)
             else:
                 ops = self.renderer.feed(text)

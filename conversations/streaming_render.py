@@ -22,24 +22,42 @@ block above was rendered before the definition came; the final swap shows the li
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from markdown_it.common.utils import escapeHtml
 
-from .rendering import code_label, codeblock_html, parse, render_markdown, render_part, sanitise
+from .rendering import (
+    code_label,
+    codeblock_html,
+    parse_blocks,
+    render_markdown,
+    render_part,
+    sanitise,
+)
+
+# An open part longer than this (characters of text) is large: see `_show_open`.
+OPEN_LIMIT = int(os.environ.get("STREAM_OPEN_LIMIT", "2048"))
+GROWTH = 1.25  # each render point at least this much further than the one before
+# An open part this long that holds code is fed off the event loop (Pygments may run).
+CODE_LIMIT = 512
 
 
 @dataclass(frozen=True)
 class Ops:
     """What one batch changes on the page, applied in this order: `done` is appended to the
     finished part; `open`, when not None, replaces the open part; `code` (escaped text) is
-    appended to the open part's code block."""
+    appended to the open part's code block, `rows` (sanitised HTML) to its table's body,
+    `tail` (escaped text) to its tail (a large open part's text after its last render
+    point)."""
 
     done: str = ""
     open: str | None = None
     code: str = ""
+    rows: str = ""
+    tail: str = ""
 
 
 @dataclass
@@ -59,6 +77,7 @@ class _Fence:
 # block here), a heading, a rule once their line is complete; a paragraph, a quote, a table
 # once a blank line follows. Not a list (a blank line, then an item, and the list goes on,
 # loose) nor indented code (it goes on after blank lines).
+_BLANK_LINES = re.compile(r"(?:[ \t]*\n)*")
 _COMPLETE_ONCE_WRITTEN = {"fence", "heading_open", "hr"}
 _ENDED_BY_A_BLANK_LINE = {"paragraph_open", "blockquote_open", "table_open"}
 
@@ -80,6 +99,18 @@ class StreamRenderer:
         self._open: str | None = ""  # the open part as sent; None: the page shows another
         self._fence: _Fence | None = None
         self._code: list[str] = []  # the open fence's code, as shown (escaped)
+        self._parsed = (-1, 0)  # (open part's offset, its complete lines' length) last parsed
+        # A large open part (see _show_open): its rendered head, None while it is small; the
+        # offsets in it of its render point, of the one rendered, of the text shown, and up
+        # to which its line ends have been looked at; its tail as shown (escaped text).
+        self._head: str | None = None
+        self._point = self._rendered = self._shown = self._scanned = 0
+        self._tail: list[str] = []
+        self._table = False  # the large open part is a table: its rows are appended
+        self._rows: list[str] = []  # its rows after the head, as appended
+        # The end of the open part to parse to find whether it goes on: its kind of block,
+        # the offset in it to parse from, and the lines put before (a table's head).
+        self._window: tuple[str, int, str] | None = None
         if text:
             self.feed(text)
 
@@ -92,6 +123,11 @@ class StreamRenderer:
     def open_html(self) -> str:
         if self._fence is not None:
             return self._fence_html(self._fence, "".join(self._code))
+        if self._head is not None:
+            head = self._head
+            if self._rows:  # before its </tbody>\n</table>\n
+                head = head[:-18] + "".join(self._rows) + head[-18:]
+            return head + f'<div class="stream-tail">{"".join(self._tail)}</div>'
         return self._open or ""
 
     @property
@@ -110,15 +146,19 @@ class StreamRenderer:
         done: list[str] = []
         opened: str | None = None
         code: list[str] = []
+        tail: list[str] = []
+        rows: list[str] = []
         while True:
             if self._fence is None:
-                changed = self._blocks(done)
+                changed, new_rows, added = self._blocks(done)
                 if changed is not None:
-                    opened = changed
+                    opened, tail, rows = changed, [], []
+                rows.append(new_rows)
+                tail.append(added)
                 if self._fence is None:
                     break
                 # A code fence opened: it replaces the open part, its code appended after.
-                opened, code = self._fence_html(self._fence, ""), []
+                opened, code, tail, rows = self._fence_html(self._fence, ""), [], [], []
                 self._code, self._open = [], None
             fence = self._fence
             end = self._closing(fence)
@@ -129,7 +169,28 @@ class StreamRenderer:
             # The fence closed: rendered once (highlighted), appended to the finished part.
             self._finish_blocks(done, self.text[fence.start : end])
             self._fence, self._code, code = None, [], []
-        return Ops(done="".join(done), open=opened, code="".join(code))
+        return Ops(
+            done="".join(done),
+            open=opened,
+            code="".join(code),
+            rows="".join(rows),
+            tail="".join(tail),
+        )
+
+    def heavy(self, chunk: str) -> bool:
+        """Whether feeding `chunk` may take more than a batch's worth of work: it closes a
+        code block (rendered whole, highlighted), or completes a line of a large open part
+        (parsed whole, maybe rendered), or the open part holds code that may be highlighted
+        again, or a table (slow to render). The app feeds those batches in a thread, off
+        the event loop."""
+        if self._fence is not None:
+            return self.closes_a_fence(chunk)
+        size = len(self.text) - self._done_end + len(chunk)
+        if size > OPEN_LIMIT:
+            return "\n" in chunk or "\r" in chunk
+        return size > CODE_LIMIT and any(
+            mark in self.text[self._done_end :] + chunk for mark in ("```", "~~~", "\n    ", "|")
+        )
 
     def closes_a_fence(self, chunk: str) -> bool:
         """Whether `chunk` completes a line that closes the open code fence: the batch that
@@ -142,40 +203,139 @@ class StreamRenderer:
 
     def finish(self) -> tuple[str, bool]:
         """The reply's final HTML (the one-shot render), and whether the page's copy already
-        shows exactly that (it does unless a link reference was defined after its use)."""
+        shows exactly that (it does unless a link reference was defined after its use, or
+        a large block shows its last lines as text)."""
         final = render_markdown(self.text)
         tail = self.text[self._done_end :]
-        shown = self.done_html + (render_part(tail, _copy(self._env)) if tail.strip() else "")
+        if self._head is not None:  # a large block: as shown (a table's rows may be all)
+            shown = self.done_html + self.open_html.removesuffix(EMPTY_TAIL)
+        else:
+            shown = self.done_html + (render_part(tail, _copy(self._env)) if tail.strip() else "")
         return final, shown == final
 
     # --- blocks --------------------------------------------------------------------------
-    def _blocks(self, done: list[str]) -> str | None:
-        """Finish every block a complete line has closed; render the one still open. The
-        open part's new HTML, or None if it has not changed (or a code fence opened)."""
+    def _blocks(self, done: list[str]) -> tuple[str | None, str, str]:
+        """Finish every block a complete line has closed; show the one still open. The
+        open part's new HTML, or None if it is not replaced (or a code fence opened), and
+        the escaped text to append to its tail (a large open part's, see `_show_open`)."""
         tail = self.text[self._done_end :]
         complete = tail[: tail.rfind("\n") + 1]
-        blocks = _top_level_blocks(parse(complete)) if complete else []
+        # The blocks change only when a line completes: parsed then, and only then.
+        if (self._done_end, len(complete)) == self._parsed:
+            return self._show_open(tail)
+        if len(tail) > OPEN_LIMIT and self._goes_on(complete):
+            self._parsed = (self._done_end, len(complete))
+            return self._show_open(tail)
+        tokens = parse_blocks(complete) if complete else []
+        blocks = _top_level_blocks(tokens)
         cut = 0
         if blocks:
             last, lines = blocks[-1], complete.split("\n")
             if last.type == "fence" and not self._closes_at(last, lines):
                 self._finish_blocks(done, tail[: _offset(lines, last.map[0])])
                 self._fence = self._open_fence(last, self._done_end, lines[last.map[0]])
-                return None
+                return None, "", ""
             if last.type in _COMPLETE_ONCE_WRITTEN or (
                 last.type in _ENDED_BY_A_BLANK_LINE and last.map[1] < len(lines) - 1
             ):
                 cut = _offset(lines, last.map[1])  # nothing after it can change it
             elif len(blocks) > 1:
                 cut = _offset(lines, last.map[0])
+        # Blank lines before the open block go with the finished part: the open part
+        # starts where its block does, whatever the batches were.
+        cut += _BLANK_LINES.match(complete, cut).end() - cut  # type: ignore[union-attr]
         if cut:
             self._finish_blocks(done, tail[:cut])
             tail = tail[cut:]
-        html = render_part(tail, _copy(self._env)) if tail.strip() else ""
-        if html == self._open:
-            return None
-        self._open = html
-        return html
+        self._parsed = (self._done_end, len(complete) - cut)
+        self._window = None
+        if blocks and cut == _offset(lines, last.map[0]):
+            self._window = _window(tokens, last, lines, cut)
+        return self._show_open(tail)
+
+    def _goes_on(self, complete: str) -> bool:
+        """Whether the open part, one block whose complete lines are `complete`, stays one
+        block of the same kind that nothing has finished, found by parsing only its end
+        (see `_window`): CommonMark reads the lines after it the same way there. Then the
+        full parse would find nothing to cut either, and is not needed."""
+        if self._window is None:
+            return False
+        kind, start, head = self._window
+        text = head + complete[start:]
+        tokens = parse_blocks(text)
+        blocks = _top_level_blocks(tokens)
+        if len(blocks) != 1 or blocks[0].type != kind or blocks[0].map != [0, text.count("\n")]:
+            return False
+        if kind == "paragraph_open":  # from its last line on
+            start = complete.rfind("\n", 0, len(complete) - 1) + 1
+        elif kind == "table_open":  # the rows after its head
+            start = len(complete)
+        else:  # a list: from its last item on
+            item = [t for t in tokens if t.type == "list_item_open" and t.level == 1][-1]
+            start += _offset(text.split("\n"), item.map[0]) - len(head)
+        self._window = (kind, start, head)
+        return True
+
+    def _show_open(self, tail: str) -> tuple[str | None, str, str]:
+        """The open part, whose text is `tail`: its new HTML (None: not replaced), rows to
+        append to its table, text to append to its tail. Rendered whole while it is small.
+        A large one (over OPEN_LIMIT) is a table whose rows are appended as they complete
+        (its rows do not depend on each other), or is rendered up to its last render point
+        only, the text after it shown as escaped text appended to a tail below: the render
+        points are line ends each at least a quarter further than the one before, so a
+        block of n bytes costs O(n) to render in all, and most batches append text only."""
+        if len(tail) <= OPEN_LIMIT:
+            html = render_part(tail, _copy(self._env)) if tail.strip() else ""
+            if html == self._open:
+                return None, "", ""
+            self._open = html
+            return html, "", ""
+        complete = tail.rfind("\n") + 1
+        if self._head is None:
+            # Just grown large: its first render point is its last line end within the limit.
+            self._point = self._scanned = tail.rfind("\n", 0, OPEN_LIMIT) + 1
+            self._rows, self._table = [], False
+            if self._window is not None and self._window[0] == "table_open":
+                head = self._render(tail[: self._point])
+                if head.endswith("</tbody>\n</table>\n"):  # rows after it are appended
+                    self._head, self._table = head, True
+                    self._rows = [self._table_rows(tail[self._point : complete])]
+                    self._scanned, self._tail = complete, []
+                    self._open = self.open_html
+                    return self._open, "", ""
+        elif self._table:  # the lines completed since are rows: appended
+            rows = self._table_rows(tail[self._scanned : complete])
+            self._scanned = complete
+            self._rows.append(rows)
+            return None, rows, ""
+        while (newline := tail.find("\n", self._scanned, complete)) != -1:
+            self._scanned = newline + 1
+            if self._scanned >= self._point * GROWTH:
+                self._point = self._scanned
+        if self._head is None or self._rendered != self._point:
+            self._rendered = self._point
+            self._head = self._render(tail[: self._point])
+            self._tail = [tail_text(tail[self._point :])]
+            self._shown = len(tail)
+            self._open = self.open_html
+            return self._open, "", ""
+        added = tail_text(tail[self._shown :])
+        self._shown = len(tail)
+        if added:
+            self._tail.append(added)
+        return None, "", added
+
+    def _render(self, text: str) -> str:
+        """The open part's `text` rendered (the link references it defines do not last)."""
+        return render_part(text, _copy(self._env)) if text.strip() else ""
+
+    def _table_rows(self, rows: str) -> str:
+        """The HTML of `rows`, lines the open table has gained, rendered after its head."""
+        if not rows:
+            return ""
+        assert self._window is not None
+        html = render_part(self._window[2] + rows, _copy(self._env))
+        return html[html.index("<tbody>\n") + 8 : html.rindex("</tbody>")]
 
     def _finish_blocks(self, done: list[str], text: str) -> None:
         """`text`, the start of the open part, is finished: rendered once, appended."""
@@ -185,6 +345,8 @@ class StreamRenderer:
             self._done.append(html)
         self._done_end += len(text)
         self._open = None  # what the page shows as open is no longer the open part
+        self._head = None  # nor is it large
+        self._window = None
 
     # --- an open code fence --------------------------------------------------------------
     def _open_fence(self, token: Any, start: int, opening: str) -> _Fence:
@@ -250,6 +412,42 @@ class StreamRenderer:
         html = escapeHtml(shown)
         self._code.append(html)
         return html
+
+
+EMPTY_TAIL = '<div class="stream-tail"></div>'
+
+
+def tail_text(text: str) -> str:
+    """Text as the page's tail shows it, escaped as nh3 writes text (so a sanitised tail is
+    the same string), piece by piece: the escape of a concatenation is the pieces'."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("\xa0", "&nbsp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
+
+
+def _window(
+    tokens: list[Any], last: Any, lines: list[str], cut: int
+) -> tuple[str, int, str] | None:
+    """Where to parse the open part from, `last` (its one block, starting at `cut` in the
+    text `lines` were split from), to know whether lines added to it make it go on: a
+    paragraph from its last line (a line can only interrupt it or, with the one before,
+    start a table or underline a heading), a table's rows after its head and delimiter row
+    (its rows do not depend on each other), a list from its last item (items before it
+    cannot change where it ends). None for any other block: parsed whole."""
+    if last.map[1] != len(lines) - 1:
+        return None  # blank lines after it
+    if last.type == "paragraph_open":
+        return last.type, _offset(lines, last.map[1] - 1) - cut, ""
+    if last.type == "table_open" and last.map[1] - last.map[0] > 2:
+        head = "".join(line + "\n" for line in lines[last.map[0] : last.map[0] + 2])
+        return last.type, _offset(lines, last.map[1]) - cut, head
+    if last.type in ("bullet_list_open", "ordered_list_open"):
+        items = [t for t in tokens if t.type == "list_item_open" and t.level == 1]
+        return last.type, _offset(lines, items[-1].map[0]) - cut, ""
+    return None
 
 
 def _offset(lines: list[str], line: int) -> int:

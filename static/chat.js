@@ -161,7 +161,8 @@
 
   // Replies being written arrive in numbered batches, formatted on the server: each one
   // appends the blocks it finished, replaces the block being written and appends to an
-  // open code block (conversations/streaming_render.py), so each applies on top of the
+  // open code block, a large open table or a large open block's text tail
+  // (conversations/streaming_render.py), so each applies on top of the
   // one before. The page knows the last batch it has of each reply (data-seq: its
   // checkpoint's number, then each batch's as it is applied); a batch it already has is
   // dropped, and a gap asks the server for the missing ones, so a reload, a reconnect or
@@ -207,6 +208,16 @@
           resume: streamingReplies(),
         })
       );
+    }
+  });
+
+  // A large table being written gains rows (streaming_render.py): they come in a
+  // <template>, as a <tr> parses only inside a table or a template. htmx swaps in the
+  // children of the element it is given; a template's are in its content: moved there.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var fragment = event.detail.fragment;
+    if (fragment && fragment.tagName === "TEMPLATE" && fragment.hasAttribute("data-rows")) {
+      fragment.appendChild(fragment.content);
     }
   });
 

@@ -19,24 +19,31 @@ RESET = re.compile(
 ENDED = re.compile(r'<article id="m-(\d+)" class="message message--assistant" data-status="(\w+)"')
 
 
-def _markers(reply_id: int) -> tuple[str, str]:
+def _markers(reply_id: int) -> tuple[str, str, str, str]:
     return (
         f'<div id="m-{reply_id}-open" class="stream-open" hx-swap-oob="true">',
         f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">',
+        f'<div hx-swap-oob="beforeend:#m-{reply_id}-open > .stream-tail">',
+        f'<template data-rows hx-swap-oob="beforeend:#m-{reply_id}-open > table > tbody">',
     )
 
 
-def batch_parts(frame: str, reply_id: int) -> tuple[str, str | None, str]:
-    """A batch frame's finished blocks, open block (None: unchanged) and code to append.
-    Its markers cannot be in the parts: sanitised HTML and escaped text carry no hx-*."""
-    open_marker, code_marker = _markers(reply_id)
+def batch_parts(frame: str, reply_id: int) -> tuple[str, str | None, str, str, str]:
+    """A batch frame's finished blocks, open block (None: unchanged), code to append, tail
+    to append and table rows to append. Its markers cannot be in the parts: sanitised HTML
+    and escaped text carry no hx-*."""
+    open_marker, code_marker, tail_marker, rows_marker = _markers(reply_id)
     rest = frame[BATCH.match(frame).end() :]  # type: ignore[union-attr]
+    rest, _, rows = rest.partition(rows_marker)
+    rest, _, tail = rest.partition(tail_marker)
     rest, _, code = rest.partition(code_marker)
     done, _, opened = rest.partition(open_marker)
     return (
         done.removesuffix("</div>"),
         opened.removesuffix("</div>") if open_marker in rest else None,
         code.removesuffix("</div>"),
+        tail.removesuffix("</div>"),
+        rows.removesuffix("</template>"),
     )
 
 
@@ -79,13 +86,19 @@ class StreamCopy:
                 return None  # already here
             if seq > self.seq + 1:
                 return self.seq
-            done, opened, code = batch_parts(frame, self.reply_id)
+            done, opened, code, tail, rows = batch_parts(frame, self.reply_id)
             self.done += done
             if opened is not None:
                 self.open = opened
             if code:
                 at = self.open.rindex("</code>")
                 self.open = self.open[:at] + code + self.open[at:]
+            if tail:  # the tail is the open part's last element
+                at = self.open.rindex("</div>")
+                self.open = self.open[:at] + tail + self.open[at:]
+            if rows:  # its open table's last rows
+                at = self.open.rindex("</tbody>")
+                self.open = self.open[:at] + rows + self.open[at:]
             self.seq = seq
             self.applied.append(seq)
         elif (match := RESET.match(frame)) and int(match.group(1)) == self.reply_id:

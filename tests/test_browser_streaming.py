@@ -133,3 +133,79 @@ def test_continue_keeps_the_reply_formatted_while_it_extends_it(tmp_path):
         assert "- **" not in streaming.inner_text()
         expect(reply).to_have_attribute("data-status", "cut_off", timeout=30_000)
         browser.close()
+
+
+# While the newest reply streams: whether a large block's tail showed text, and whether it
+# ever showed anything but text (an element) or raw Markdown emphasis once formatted.
+WATCH_TAIL = """
+window.__tail = "";
+window.__tailElements = 0;
+new MutationObserver(() => {
+  for (const tail of document.querySelectorAll(".stream-open > .stream-tail")) {
+    if (tail.textContent) window.__tail = tail.textContent;
+    window.__tailElements += tail.children.length;
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
+
+def test_a_large_block_shows_its_latest_lines_as_text_then_formatted(tmp_path):
+    # A small limit makes the reply's paragraphs and list "large": each is formatted up to
+    # a render point, the text after it shown as text until the next, then as the final.
+    env = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "8", "STREAM_OPEN_LIMIT": "40"}
+    with served_app(tmp_path, **env) as url, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        context = browser.new_context(base_url=url)
+        context.add_init_script(WATCH_TAIL)
+        page = context.new_page()
+        sign_up(page, "alice")
+        ask(page, "Tell me a long story [sim:tokens=300]")
+        page.wait_for_function("() => window.__tail.length > 0", timeout=60_000)
+        expect(newest_reply(page)).to_have_attribute("data-status", "complete", timeout=60_000)
+        assert page.evaluate("window.__tailElements") == 0, "the tail is text only"
+        body = newest_reply(page).locator(".markdown")
+        expect(body.locator("h2")).to_have_count(1)
+        expect(body.locator("ul li strong").first).to_be_visible()
+        assert "**" not in body.inner_text() and "## " not in body.inner_text()
+        assert body.locator(".stream-tail").count() == 0
+        browser.close()
+
+
+def test_a_large_tables_rows_are_appended_by_the_page(tmp_path):
+    # A batch's rows come in a <template> (static/chat.js hands its rows to htmx): applied by
+    # the page's htmx to a streaming reply's copy, the table gains exactly those rows.
+    from unittest import mock
+
+    from conversations import frames, streaming_render
+    from conversations.rendering import render_markdown
+    from conversations.streaming_render import StreamRenderer
+
+    text = "| a | b |\n|---|--:|\n" + "".join(f"| r{n} *x* | `{n}` |\n" for n in range(12))
+    more = "".join(f"| s{n} **y** | <b>{n}</b> |\n" for n in range(5))
+    with mock.patch.object(streaming_render, "OPEN_LIMIT", 64):
+        renderer = StreamRenderer(text)
+        reset = frames.stream_reset(999, 1, text)
+        ops = renderer.feed(more)
+    assert ops.rows and ops.open is None
+    batch = frames.batch(999, 2, ops)
+    with served_app(tmp_path) as url, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_context(base_url=url).new_page()
+        sign_up(page, "alice")
+        page.evaluate(
+            """([reset, batch]) => {
+              const box = document.createElement("div");
+              box.id = "m-999-text";
+              document.getElementById("messages").append(box);
+              htmx.swap(document.body, reset, { swapStyle: "none" });
+              htmx.swap(document.body, batch, { swapStyle: "none" });
+            }""",
+            [reset, batch],
+        )
+        table = page.locator("#m-999-open > table")
+        expect(table.locator("tbody tr")).to_have_count(17)
+        final = render_markdown(text + more)
+        shown = page.evaluate("document.querySelector('#m-999-open > table').outerHTML")
+        assert shown + "\n" == final  # the one-shot render's table, row for row
+        assert page.locator("#m-999-open b").count() == 0  # the <b> stayed text
+        browser.close()

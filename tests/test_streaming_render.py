@@ -16,7 +16,7 @@ from markdown_it.common.utils import escapeHtml
 
 from conversations import streaming_render
 from conversations.rendering import render_markdown, sanitise
-from conversations.streaming_render import Ops, StreamRenderer
+from conversations.streaming_render import EMPTY_TAIL, Ops, StreamRenderer, tail_text
 from llm.simulator.replies import XSS_CORPUS, reply_text
 
 from .streams import same_html
@@ -61,6 +61,13 @@ def apply(page: tuple[str, str], ops: Ops) -> tuple[str, str]:
     if ops.code:
         at = opened.rindex("</code>")
         opened = opened[:at] + ops.code + opened[at:]
+    if ops.tail:
+        assert opened.endswith('<div class="stream-tail">') or opened.endswith("</div>")
+        at = opened.rindex("</div>")
+        opened = opened[:at] + ops.tail + opened[at:]
+    if ops.rows:
+        at = opened.rindex("</tbody>")
+        opened = opened[:at] + ops.rows + opened[at:]
     return done, opened
 
 
@@ -68,6 +75,11 @@ def assert_sanitised(ops: Ops) -> None:
     for part in (ops.done, ops.open or ""):
         assert sanitise(part) == part, part  # nothing the allowlist would take out
     assert escapeHtml(html.unescape(ops.code)) == ops.code, ops.code  # text only
+    assert tail_text(html.unescape(ops.tail)) == ops.tail, ops.tail  # text only
+    tail = f'<div class="stream-tail">{ops.tail}</div>'
+    assert sanitise(tail) == tail
+    rows = f"<table><tbody>{ops.rows}</tbody></table>"
+    assert sanitise(rows) == rows, ops.rows
 
 
 def text_of(markup: str) -> str:
@@ -88,6 +100,12 @@ def stream(text: str, cuts: list[int], *, check_states: bool = True) -> StreamRe
             assert same_html("".join(page)) == same_html(StreamRenderer(text[:end]).html)
     final, shown = renderer.finish()
     assert final == render_markdown(text)
+    if renderer._head is not None:
+        # A large open part shows its text after its last render point as text, until the
+        # final swap (a table's rows may all be shown formatted: then it is the final).
+        assert page[1].endswith("</div>")
+        assert shown == (same_html("".join(page).removesuffix(EMPTY_TAIL)) == same_html(final))
+        return renderer
     if "[ref]" not in text:  # no link reference defined after its use
         assert shown
     if same_html("".join(page)) != same_html(final):
@@ -157,7 +175,7 @@ def test_an_open_code_block_grows_by_appended_escaped_text_only():
     renderer = StreamRenderer("Intro.\n\n```python\n")
     with (
         mock.patch.object(streaming_render, "render_part", side_effect=AssertionError),
-        mock.patch.object(streaming_render, "parse", side_effect=AssertionError),
+        mock.patch.object(streaming_render, "parse_blocks", side_effect=AssertionError),
     ):
         for line in ["x = 1 < 2\n", "if x:\n", "    print('a & b')\n"] * 50:
             ops = renderer.feed(line)
@@ -236,3 +254,113 @@ def test_the_xss_corpus_never_shows_anything_that_runs():
         assert "<script" not in lowered and "<img" not in lowered and "<iframe" not in lowered
         assert not re.search(r"<[^>]+\s(on\w+|hx-[\w:-]+|style|src)\s*=", lowered), part
         assert not re.search(r"<[^>]+=\s*[\"']?\s*(javascript|data|vbscript):", lowered), part
+
+
+# Long content, whose open part is large (streaming_render.OPEN_LIMIT): rendered at render
+# points only, its text after the last one shown as text in a tail, parsed from its end.
+LONG = {
+    "a long table": "| name | kind |\n|---|:-:|\n"
+    + "".join(f"| row {n} **b** | `k{n}` |\n" for n in range(60))
+    + "not a row? it is\n\nafter\n",
+    "a long paragraph": "".join(f"line {n} with *em\nphasis* & `co{n}`\n" for n in range(40))
+    + "===\n\nnext one\n"
+    + "".join(f"more {n}\n" for n in range(40))
+    + "x | y\n--|--\n1 | 2\n",
+    "a long list": "".join(f"- item {n} with *words*\n" for n in range(40))
+    + "  continued\nlazy\n\n- loose now\n1. other list\n"
+    + "".join(f"{n}. ordered {n}\n" for n in range(2, 40))
+    + "- - -\n",
+    "a fence in a list item": "1. Install:\n\n   ```python\n"
+    + "".join(f"   x_{n} = f({n}) < 2 and 'a' & \"b\"\n" for n in range(40))
+    + "   ```\n2. Run:\n\n   ~~~\n   run it\n"
+    + "".join(f"   step {n}\n" for n in range(30))
+    + "   ~~~\n\n> quoted\n> ```\n"
+    + "".join(f"> q{n}\n" for n in range(30))
+    + "> ```\n",
+}
+LONG_PIECES = [
+    *PIECES, "| a | b |\n", "|---|---|\n", "| 1 | 2 |\n", "1. x\n", "   ```\n", "   code\n",
+    "> ```\n", "> c\n", "a long line of words\n", "  - nested\n", "===\n",
+]  # fmt: skip
+
+
+def test_long_samples_in_batches_of_a_line_with_a_small_limit():
+    for limit in (64, 300):
+        with mock.patch.object(streaming_render, "OPEN_LIMIT", limit):
+            for text in LONG.values():
+                cuts = [m.end() for m in re.finditer("\n", text)]
+                stream(text, cuts)
+                stream(text, [c - 3 for c in cuts])  # lines cut before their end
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(LONG)),
+    cuts=st.lists(st.floats(min_value=0, max_value=1), max_size=40),
+    limit=st.sampled_from([16, 64, 256, 2048]),
+)
+def test_long_content_in_any_batches(name: str, cuts: list[float], limit: int):
+    text = LONG[name]
+    with mock.patch.object(streaming_render, "OPEN_LIMIT", limit):
+        stream(text, [round(c * len(text)) for c in cuts])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.lists(st.sampled_from(LONG_PIECES), max_size=60).map("".join),
+    cuts=st.lists(st.integers(min_value=1, max_value=600), max_size=20),
+    limit=st.sampled_from([8, 32, 128]),
+)
+def test_random_long_markdown_in_random_batches(text: str, cuts: list[int], limit: int):
+    with mock.patch.object(streaming_render, "OPEN_LIMIT", limit):
+        stream(text, cuts)
+
+
+def work(text: str) -> tuple[list[int], list[int], list[Ops]]:
+    """Feeding `text` a line a batch: per batch, the characters parsed and rendered."""
+    parsed, rendered, sent = [0], [0], []
+    real_parse, real_render = streaming_render.parse_blocks, streaming_render.render_part
+
+    def parse(text: str):  # type: ignore[no-untyped-def]
+        parsed[-1] += len(text)
+        return real_parse(text)
+
+    def render(text: str, env):  # type: ignore[no-untyped-def]
+        rendered[-1] += len(text)
+        return real_render(text, env)
+
+    renderer = StreamRenderer()
+    with (
+        mock.patch.object(streaming_render, "parse_blocks", parse),
+        mock.patch.object(streaming_render, "render_part", render),
+    ):
+        for line in text.splitlines(keepends=True):
+            sent.append(renderer.feed(line))
+            parsed.append(0)
+            rendered.append(0)
+    return parsed[:-1], rendered[:-1], sent
+
+
+def test_a_long_table_costs_a_row_a_batch():
+    head = "| name | kind |\n|---|:-:|\n"
+    text = head + "".join(f"| row {n} **b** | `k{n}` |\n" for n in range(400))
+    parsed, rendered, sent = work(text)
+    large = [n for n, line in enumerate(text.splitlines()) if n > 150]  # well past 2 KB
+    for n in large:
+        assert parsed[n] <= 2 * len(head) + 60 and rendered[n] <= len(head) + 30, n
+        assert sent[n].open is None and sent[n].rows.count("<tr>") == 1
+        assert len(sent[n].rows) < 200  # the frame: the row
+
+
+def test_a_long_paragraph_or_list_is_rendered_in_o_of_its_length_in_all():
+    paragraph = "".join(f"line {n} with *some* `code` and words\n" for n in range(400))
+    items = "".join(f"- item {n} with *some* words\n" for n in range(400))
+    for text in (paragraph, items):
+        parsed, rendered, sent = work(text)
+        # Past the limit (2 KB, some 60 lines), render points a quarter apart.
+        assert sum(rendered[60:]) < 6 * len(text)
+        assert max(parsed[100:]) < 200  # its end only: a line or the last item, and the new
+        frames = sum(len(ops.open or "") + len(ops.tail) for ops in sent[60:])
+        assert frames < 8 * len(render_markdown(text))
+        # Most batches only append their line as text.
+        assert sum(ops.open is None for ops in sent) > 300
