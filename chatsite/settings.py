@@ -340,6 +340,9 @@ USER_RPM = envint("USER_RPM", 20)
 # --- Streaming ------------------------------------------------------------------------
 # Tokens are coalesced into batches at most this far apart before they go to sockets.
 STREAM_BATCH_INTERVAL_MS = envint("STREAM_BATCH_INTERVAL_MS", 50)
+# A block being streamed past this many characters is sent a line at a time (a table's
+# rows appended; another block re-rendered at growing points), not whole every batch.
+STREAM_OPEN_LIMIT = envint("STREAM_OPEN_LIMIT", 2048)
 # The partial reply is written to the database about this often.
 STREAM_CHECKPOINT_INTERVAL_MS = envint("STREAM_CHECKPOINT_INTERVAL_MS", 1000)
 # Refuse websocket messages larger than this many characters.

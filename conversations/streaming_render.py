@@ -22,11 +22,11 @@ block above was rendered before the definition came; the final swap shows the li
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from markdown_it.common.utils import escapeHtml
 
 from .rendering import (
@@ -39,7 +39,7 @@ from .rendering import (
 )
 
 # An open part longer than this (characters of text) is large: see `_show_open`.
-OPEN_LIMIT = int(os.environ.get("STREAM_OPEN_LIMIT", "2048"))
+OPEN_LIMIT: int = settings.STREAM_OPEN_LIMIT
 GROWTH = 1.25  # each render point at least this much further than the one before
 # An open part this long that holds code is fed off the event loop (Pygments may run).
 CODE_LIMIT = 512

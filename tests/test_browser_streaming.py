@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .browser import SIMULATED_CLAUDE, launch_chromium, served_app
+from .browser import LOOKS, SIMULATED_CLAUDE, launch_chromium, served_app
 from .test_browser_chat import sign_up
 
 pytestmark = pytest.mark.browser
@@ -70,16 +70,14 @@ def newest_reply(page: Page):  # type: ignore[no-untyped-def]
     return page.locator("article.message--assistant").last
 
 
-@pytest.mark.parametrize(("width", "height"), [(1440, 900), (390, 844)])
-def test_a_reply_takes_its_form_as_it_streams_and_does_not_move_when_it_ends(
-    tmp_path, width, height
-):
+@pytest.mark.parametrize("look", LOOKS)
+def test_a_reply_takes_its_form_as_it_streams_and_does_not_move_when_it_ends(tmp_path, look):
     # The simulator's [sim:html] reply: a heading, paragraphs, the XSS corpus (lists, a
     # table, a code block), a Python code block and a last paragraph.
     env = {**SIMULATED_CLAUDE, "SIMULATOR_LATENCY_MS": "8"}
     with served_app(tmp_path, **env) as url, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        context = browser.new_context(base_url=url, viewport={"width": width, "height": height})
+        context = browser.new_context(base_url=url, **LOOKS[look])
         context.add_init_script(WATCH)
         page = context.new_page()
         sign_up(page, "alice")
