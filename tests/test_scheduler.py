@@ -235,6 +235,7 @@ async def test_the_requests_of_a_process_that_is_gone_are_skipped(make, settings
     orphan.cancel()
 
 
+@pytest.mark.slow
 def test_two_processes_never_exceed_the_rate_in_any_second(make):
     make("redis", 600)  # Redis is there
     rpm, seconds, key = 600, 60, f"race-{uuid.uuid4().hex}"
