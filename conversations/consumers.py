@@ -195,18 +195,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         model = _str(payload.get("model")) or None
         # Only no conversation at all means a new one: [], 0 or {} is an id that is wrong.
-        opened = conversation_id is None or conversation_id == ""
-        if not opened:
-            conversation = await self._conversation(conversation_id)
-            if conversation is None:
-                await self.send(text_data=frames.error(NOT_FOUND, restore=_str(text)))
-                return
+        if conversation_id is None or conversation_id == "":
+            await self._open_with(text, client_id, model)
+            return
+        conversation = await self._conversation(conversation_id)
+        if conversation is None:
+            await self.send(text_data=frames.error(NOT_FOUND, restore=_str(text)))
+            return
         try:
-            if opened:
-                conversation = await database_sync_to_async(services.conversation_create)(
-                    user=self.scope["user"], model=model
-                )
-            elif model:
+            if model:
                 before = conversation.model
                 conversation = await database_sync_to_async(services.conversation_set_model)(
                     conversation=conversation, model=model
@@ -229,11 +226,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.TurnRefused as refused:
             await self.send(text_data=frames.error(refused.message, restore=_str(text)))
             return
-        if opened:
-            opened_frame = await database_sync_to_async(frames.conversation_opened)(
-                turn.conversation
+        await generation.launch(turn)
+
+    async def _open_with(self, text: str, client_id: str, model: str | None) -> None:
+        """A first message opens its conversation; refused, it leaves none behind."""
+        try:
+            turn = await database_sync_to_async(services.turn_start_new_conversation)(
+                user=self.scope["user"], model=model, text=text, client_id=client_id
             )
-            await self.send(text_data=opened_frame)
+        except services.TurnRefused as refused:
+            await self.send(text_data=frames.error(refused.message, restore=text))
+            return
+        await self._watch(turn.conversation)
+        opened_frame = await database_sync_to_async(frames.conversation_opened)(turn.conversation)
+        await self.send(text_data=opened_frame)
         await generation.launch(turn)
 
     async def on_stop(self, payload: dict[str, Any]) -> None:

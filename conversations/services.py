@@ -22,6 +22,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from billing import catalog, meter
 from billing.errors import CONTINUE, RETRY
@@ -71,6 +72,17 @@ def usable_model(slug: str | None) -> CatalogModel:
 
 def conversation_create(*, user: AbstractBaseUser, model: str | None = None) -> Conversation:
     return Conversation.objects.create(owner=user, model=usable_model(model).slug)
+
+
+def turn_start_new_conversation(
+    *, user: AbstractBaseUser, model: str | None, text: str, client_id: str
+) -> Turn:
+    """A first message: its conversation and its turn in one transaction, so a message
+    that is refused (too fast, too long, a model that cannot be used) leaves no empty,
+    untitled conversation behind in the list."""
+    with transaction.atomic():
+        conversation = conversation_create(user=user, model=model)
+        return turn_start(user=user, conversation=conversation, text=text, client_id=client_id)
 
 
 def conversation_set_model(*, conversation: Conversation, model: str) -> Conversation:
@@ -408,7 +420,11 @@ def _lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Conver
     if len(starts) >= limit:
         wait = (starts[limit - 1] + timedelta(seconds=60) - timezone.now()).total_seconds()
         raise TurnRefused(
-            _("You're sending faster than %(limit)s messages a minute. Try again in %(wait)s s.")
+            ngettext(
+                "You're sending faster than %(limit)s message a minute. Try again in %(wait)s s.",
+                "You're sending faster than %(limit)s messages a minute. Try again in %(wait)s s.",
+                limit,
+            )
             % {"limit": limit, "wait": max(1, math.ceil(wait))}
         )
     return locked

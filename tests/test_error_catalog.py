@@ -238,6 +238,29 @@ async def test_a_user_cannot_start_more_than_user_rpm_requests_a_minute(
     assert await database_sync_to_async(Message.objects.count)() == 4
 
 
+async def test_a_first_message_refused_for_speed_leaves_no_empty_conversation(
+    alice, alice_cookie, settings
+):
+    """Measured in a browser with USER_RPM=1: a new chat's first message refused by the
+    per-minute limit left an empty, untitled conversation in the list."""
+    from conversations.models import Conversation
+
+    settings.USER_RPM = 1
+    comm = communicator(alice_cookie)
+    await comm.connect()
+    await comm.send_to(text_data=send_frame("First [sim:tokens=2]", "n1"))
+    await receive_until(comm, f'{DONE}"complete"')
+    await comm.send_to(text_data=send_frame("A new chat, too soon", "n2"))  # a new chat
+    frames = await receive_until(comm, "chat-error")
+    await comm.disconnect()
+    assert "faster than 1 message a minute" in frames[-1]  # one message, not "1 messages"
+    assert "A new chat, too soon" in frames[-1]  # the text goes back in the box
+    titles = await database_sync_to_async(
+        lambda: list(Conversation.objects.values_list("title", flat=True))
+    )()
+    assert titles == ["First [sim:tokens=2]"]
+
+
 async def test_a_slow_first_token_shows_still_thinking(alice, alice_cookie, settings):
     settings.THINKING_CUE_SECONDS = 0.3
     comm = communicator(alice_cookie)

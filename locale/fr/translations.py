@@ -62,7 +62,7 @@ FR = {
 "This reply is as long as the model can read back. Ask it to go on in a new message instead.": "Cette réponse est aussi longue que ce que le modèle peut relire. Demandez-lui plutôt de continuer dans un nouveau message.",
 "Wait for the current reply to finish, or stop it, before sending.": "Attendez la fin de la réponse en cours, ou arrêtez-la, avant d’envoyer.",
 "You already have %(count)s replies being written. Wait for one to finish, or stop one, before sending.": "Vous avez déjà %(count)s réponses en cours de rédaction. Attendez qu’une se termine, ou arrêtez-en une, avant d’envoyer.",
-"You're sending faster than %(limit)s messages a minute. Try again in %(wait)s s.": "Vous envoyez plus de %(limit)s messages par minute. Réessayez dans %(wait)s s.",
+("You're sending faster than %(limit)s message a minute. Try again in %(wait)s s.", "You're sending faster than %(limit)s messages a minute. Try again in %(wait)s s."): ("Vous envoyez plus de %(limit)s message par minute. Réessayez dans %(wait)s s.", "Vous envoyez plus de %(limit)s messages par minute. Réessayez dans %(wait)s s."),
 "Only the latest reply can be retried, regenerated or continued.": "Seule la dernière réponse peut être relancée, régénérée ou poursuivie.",
 "Conversation archived.": "Conversation archivée.",
 "Conversation back in the list.": "Conversation remise dans la liste.",
