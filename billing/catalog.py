@@ -13,6 +13,7 @@ import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.conf import settings
 
@@ -152,3 +153,54 @@ def token_counter(model: CatalogModel) -> Callable[[str], int]:
     if model.provider == Provider.LOCAL:
         return shared_model(_local_config(model.context_window)).count_tokens
     return estimate_tokens
+
+
+@dataclass(frozen=True)
+class Model:
+    """A catalog model resolved once for a call: its row (name, limits, prices), who serves
+    it and how its tokens are counted. Handed down from where a turn starts to the meter
+    and the provider, instead of each going back to the catalog for the same model."""
+
+    row: CatalogModel
+    spec: ProviderSpec
+
+    @property
+    def slug(self) -> str:
+        return self.row.slug
+
+    @property
+    def display_name(self) -> str:
+        return self.row.display_name or self.row.slug
+
+    @property
+    def context_window(self) -> int:
+        return self.row.context_window
+
+    @property
+    def max_output_tokens(self) -> int:
+        return self.row.max_output_tokens
+
+    @property
+    def continuable(self) -> bool:
+        """Whether its provider can go on from a reply's own text (Continue)."""
+        return can_continue(self.row)
+
+    @cached_property
+    def count(self) -> Callable[[str], int]:
+        """Counts the tokens of a text, with the model's own tokenizer where we have it
+        (the local model's is loaded on first use, not when the model is resolved)."""
+        return token_counter(self.row)
+
+    def max_output(self, wanted: int | None) -> int:
+        """The longest reply to ask for: `wanted` (a conversation's setting), within the
+        model's own limit."""
+        return max(1, min(wanted or self.max_output_tokens, self.max_output_tokens))
+
+
+def usable(slug: str | None) -> Model | None:
+    """The catalog model `slug` (the default model if empty), resolved, if people may use
+    it now: it exists, is enabled and its provider is configured."""
+    row = get_model(slug or default_model())
+    if row is None or not row.enabled or not provider_configured(row.provider):
+        return None
+    return Model(row, spec_for(row))

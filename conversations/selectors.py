@@ -37,6 +37,27 @@ def get_conversation_for_user(
         raise Http404("No such conversation") from None
 
 
+def get_message_for_user(
+    user: AbstractBaseUser | AnonymousUser, message_id: object, *, role: str
+) -> Message:
+    """The message with this id and role (its conversation loaded with it) if `user` owns
+    its conversation; Http404 otherwise, whatever the reason, as for conversations."""
+    if not user.is_authenticated:
+        raise Http404("No such message")
+    try:
+        key = int(str(message_id))
+    except ValueError:
+        raise Http404("No such message") from None
+    message = (
+        Message.objects.select_related("conversation")
+        .filter(pk=key, role=role, conversation__owner=user)
+        .first()
+    )
+    if message is None:
+        raise Http404("No such message")
+    return message
+
+
 PAGE_MESSAGES = 50  # messages a page opens with; older ones load on scroll
 PAGE_CONVERSATIONS = 50
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
-from .hub import close_session_sockets
+from .sockets import close_session_sockets
 
 
 @receiver(user_logged_out)

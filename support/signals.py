@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from conversations.hub import close_sockets
+from conversations.sockets import close_sockets
 
 
 @receiver(post_save, sender=get_user_model())

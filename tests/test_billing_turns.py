@@ -12,9 +12,10 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from billing import meter
+from billing.calls import Call, Listener, Priority
+from billing.catalog import ProviderSpec
 from billing.models import DailySpend, Reservation, UsageRecord, UserBudget
-from conversations import services
-from conversations.generation import Generation
+from conversations import endings, services, turns
 from conversations.models import Conversation, Message
 from llm.base import ChatMessage, ChatRequest
 from llm.simulator.replies import count_tokens
@@ -149,16 +150,16 @@ async def test_over_budget_is_refused_before_any_call_and_the_message_kept(
 
 def test_recovery_settles_a_turn_whose_process_died(alice):
     conversation = services.conversation_create(user=alice, model="claude-4-6")
-    started = services.turn_start(
+    started = turns.turn_start(
         user=alice, conversation=conversation, text="Anyone there?", client_id="dead1"
     )
     # The generation checkpointed some text, then its process died.
-    services.reply_checkpoint(reply_id=started.reply.pk, content="Half an ans", seq=3)
+    endings.reply_checkpoint(reply_id=started.reply.pk, content="Half an ans", seq=3)
     Message.objects.filter(pk=started.reply.pk).update(
         updated_at=timezone.now() - timedelta(minutes=5)
     )
-    assert services.recover_stale_turns() == 1
-    assert services.recover_stale_turns() == 0  # once
+    assert endings.recover_stale_turns() == 1
+    assert endings.recover_stale_turns() == 0  # once
     reply = Message.objects.get(pk=started.reply.pk)
     assert (reply.status, reply.content, reply.error_kind) == (
         "interrupted",
@@ -175,31 +176,55 @@ def test_recovery_settles_a_turn_whose_process_died(alice):
 
 def test_a_live_turn_is_left_alone_by_recovery(alice):
     conversation = services.conversation_create(user=alice, model="claude-4-6")
-    services.turn_start(user=alice, conversation=conversation, text="Hi", client_id="live1")
-    assert services.recover_stale_turns() == 0
+    turns.turn_start(user=alice, conversation=conversation, text="Hi", client_id="live1")
+    assert endings.recover_stale_turns() == 0
 
 
-async def test_a_generation_without_a_reservation_never_calls_the_model(simulator):
-    generation = Generation(
-        reply_id=1,
-        group="g",
-        request=ChatRequest("claude-4-6", [ChatMessage("user", "x")], 5),
-        provider=None,  # type: ignore[arg-type]
-    )
+def test_a_call_without_a_reservation_never_calls_the_model(simulator):
     before = simulator.app.stats.requests
-    with pytest.raises(ValueError, match="no budget reservation"):
-        await generation.run()
+    with pytest.raises(ValueError, match="needs a budget reservation"):
+        Call(
+            reservation_id=None,
+            payer="user:1",
+            spec=ProviderSpec("anthropic", simulator.url, "k"),
+            request=ChatRequest("claude-4-6", [ChatMessage("user", "x")], 5),
+            input_estimate=1,
+            priority=Priority.INTERACTIVE,
+            listener=Listener(),
+        )
     assert simulator.app.stats.requests == before
 
 
-def test_only_the_generation_calls_a_model():
-    """Every path that calls a model (send today; regenerate, continue and retries as they
-    come) goes through Generation, which refuses to run without a reservation."""
+APP_PACKAGES = ("accounts", "billing", "chatsite", "conversations", "llm", "ops", "support")
+
+
+def _app_sources() -> list[tuple[str, str]]:
     root = Path(__file__).resolve().parent.parent
-    callers = sorted(
-        str(path.relative_to(root))
-        for folder in ("conversations", "billing", "accounts", "chatsite")
+    return sorted(
+        (str(path.relative_to(root)), path.read_text())
+        for folder in APP_PACKAGES
         for path in (root / folder).rglob("*.py")
-        if re.search(r"\.stream\(|catalog\.client\(", path.read_text())
+        if "migrations" not in path.parts
     )
-    assert callers == ["conversations/generation.py"]
+
+
+def test_only_the_metered_call_calls_a_model():
+    """Every path that calls a model (a chat turn today; the API and batch jobs next) goes
+    through billing.calls.Call, which refuses to run without a reservation."""
+    callers = [
+        path
+        for path, text in _app_sources()
+        if re.search(r"\.stream\(|catalog\.client\(", text) and not path.startswith("llm/")
+    ]
+    assert callers == ["billing/calls.py"]
+
+
+def test_only_billing_reserves_and_settles():
+    """Nothing outside billing/ reserves or settles money itself: they go through the
+    metered call (billing.calls), which holds the one path from reserve to settle."""
+    callers = [
+        path
+        for path, text in _app_sources()
+        if re.search(r"meter\.(reserve|settle)\b", text) and not path.startswith("billing/")
+    ]
+    assert callers == []

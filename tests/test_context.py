@@ -7,8 +7,9 @@ from channels.db import database_sync_to_async
 
 from billing import catalog
 from billing.models import CatalogModel
+from conversations.context import fit_history
 from conversations.models import Conversation, Message
-from conversations.services import TurnRefused, fit_history
+from conversations.services import TurnRefused
 from llm.base import ChatMessage
 
 from .conftest import communicator, receive_until, send_frame

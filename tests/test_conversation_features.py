@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from billing.models import UsageRecord
-from conversations import services
+from conversations import turns
 from conversations.models import Conversation, Message
 from conversations.selectors import PAGE_MESSAGES, history_for
 
@@ -125,7 +125,7 @@ def test_settings_are_validated_and_reach_the_model_request(alice):
         },
     )
     conversation.refresh_from_db()
-    turn = services.turn_start(user=alice, conversation=conversation, text="Hi", client_id="s1")
+    turn = turns.turn_start(user=alice, conversation=conversation, text="Hi", client_id="s1")
     assert turn.request.system == "Answer like a pirate."
     assert turn.request.temperature == 0.3 and turn.request.max_tokens == 300
     assert (

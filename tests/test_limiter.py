@@ -13,7 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 
-from conversations import generation, services
+from conversations import generation, services, turns
 from conversations.models import Message
 from llm.simulator import SimulatorConfig, start_in_thread
 
@@ -26,20 +26,20 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 @database_sync_to_async
 def start_turns(users: int, per_user: int):
     User = get_user_model()
-    turns = []
+    started = []
     for u in range(users):
         person = User.objects.create_user(f"user{u}")
         for c in range(per_user):
             conversation = services.conversation_create(user=person, model="claude-4-6")
-            turns.append(
-                services.turn_start(
+            started.append(
+                turns.turn_start(
                     user=person,
                     conversation=conversation,
                     text=f"Hi {u}/{c} [sim:tokens=3]",
                     client_id=f"t{u}x{c}",
                 )
             )
-    return turns
+    return started
 
 
 @pytest.fixture
@@ -85,8 +85,8 @@ async def test_200_turns_from_20_users_at_once_trip_no_rate_limit(settings, stri
     settings.ANTHROPIC_BASE_URL = strict_simulator
     settings.UPSTREAM_RPM = 550
     settings.USER_MAX_ACTIVE_REPLIES = 10  # each of the 20 users has 10 turns at once
-    turns = await start_turns(20, 10)
-    launched = [await generation.launch(turn) for turn in turns]
+    started = await start_turns(20, 10)
+    launched = [await generation.launch(turn) for turn in started]
     await asyncio.wait_for(asyncio.gather(*(g.task for g in launched)), timeout=180)
     statuses = await database_sync_to_async(
         lambda: sorted(

@@ -19,7 +19,7 @@ from django.utils import timezone, translation
 
 from billing import meter
 from billing.models import DailySpend, Reservation, UsageRecord, UserBudget
-from conversations import figures, frames, services
+from conversations import figures, frames, turns
 from conversations.models import Conversation, Message, context_tokens
 
 from .conftest import communicator, receive_until, send_frame
@@ -279,7 +279,7 @@ def test_the_page_counts_the_history_as_the_server_reserves_it(alice):
     )
     shown = figures.history_tokens(conversation)
     text = "Now tell me about the weather in Lyon, please."
-    turn = services.turn_start(user=alice, conversation=conversation, text=text, client_id="h1")
+    turn = turns.turn_start(user=alice, conversation=conversation, text=text, client_id="h1")
     reservation = Reservation.objects.get(pk=turn.reply.reservation_id)
     assert reservation.input_tokens_estimate == shown + context_tokens(text)
     assert reservation.max_tokens == 60

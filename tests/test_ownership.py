@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+from django.http import Http404
 from django.test import Client
 
 from conversations.models import Conversation, Message
+from conversations.selectors import get_message_for_user
 
 from .conftest import communicator, receive_until
 
@@ -34,6 +38,27 @@ def test_another_users_conversation_is_a_404(alice, bob):
 
     client.force_login(alice)
     assert client.get(conversation.get_absolute_url()).status_code == 200
+
+
+def test_a_message_is_found_only_for_its_owner_and_in_its_role(alice, bob):
+    """get_message_for_user, the one door to a message by id (the socket's Stop, Retry,
+    Continue, Regenerate and Edit all go through it)."""
+    conversation = Conversation.objects.create(owner=alice, model="claude-4-6")
+    question = Message.objects.create(conversation=conversation, role="user", content="q")
+    reply = Message.objects.create(conversation=conversation, role="assistant", content="a")
+    found = get_message_for_user(alice, str(reply.pk), role="assistant")
+    assert found == reply and found.conversation == conversation
+    assert get_message_for_user(alice, question.pk, role="user") == question
+    for user, message_id, role in [
+        (bob, reply.pk, "assistant"),  # someone else's
+        (alice, question.pk, "assistant"),  # the wrong role
+        (alice, "1; DROP TABLE", "assistant"),  # not an id
+        (alice, None, "assistant"),
+        (alice, reply.pk + 1000, "assistant"),  # no such message
+        (AnonymousUser(), reply.pk, "assistant"),
+    ]:
+        with pytest.raises(Http404):
+            get_message_for_user(user, message_id, role=role)
 
 
 def test_the_list_shows_only_my_conversations(alice, bob):

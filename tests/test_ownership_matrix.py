@@ -19,6 +19,7 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from conversations import protocol
 from conversations.consumers import ChatConsumer
 from conversations.models import Conversation, Message
 
@@ -85,8 +86,12 @@ def named_routes() -> set[str]:
 
 
 def message_types() -> set[str]:
-    """Every message type the consumer answers: its `on_<type>` methods."""
-    return {name[3:] for name in dir(ChatConsumer) if name.startswith("on_")}
+    """Every message type the consumer answers: what protocol.parse reads, each with a
+    handler on the consumer."""
+    for kind in protocol.TYPES:
+        request = protocol.parse(json.dumps({"type": kind}))
+        assert hasattr(ChatConsumer, f"on_{type(request).__name__.lower()}"), kind
+    return set(protocol.TYPES)
 
 
 def test_every_entry_point_is_in_the_matrix():

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.models import Reservation, UsageRecord
-from conversations import frames, replay, services
+from conversations import endings, frames, replay, services, turns
 from conversations.models import Conversation, Message
 from conversations.streaming_render import StreamRenderer
 from llm.simulator.replies import reply_text
@@ -192,10 +192,10 @@ async def test_a_triple_submit_makes_one_message_one_call_one_charge(
 
 async def test_an_interrupted_reply_offers_retry(alice, alice_cookie):
     conversation = await database_sync_to_async(services.conversation_create)(user=alice)
-    turn = await database_sync_to_async(services.turn_start)(
+    turn = await database_sync_to_async(turns.turn_start)(
         user=alice, conversation=conversation, text="Hello", client_id="i1"
     )
-    await database_sync_to_async(services.reply_checkpoint)(
+    await database_sync_to_async(endings.reply_checkpoint)(
         reply_id=turn.reply.pk, content="Half an answ", seq=2
     )
     await database_sync_to_async(
@@ -203,7 +203,7 @@ async def test_an_interrupted_reply_offers_retry(alice, alice_cookie):
             updated_at=timezone.now() - timedelta(minutes=5)
         )
     )()
-    assert await database_sync_to_async(services.recover_stale_turns)() == 1
+    assert await database_sync_to_async(endings.recover_stale_turns)() == 1
     page = await database_sync_to_async(_page)(alice, str(conversation.pk))
     assert "interrupted because the server restarted" in page
     assert 'name="type" value="retry"' in page and "Half an answ" in page

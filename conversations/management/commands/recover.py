@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from conversations.services import recover_stale_turns
+from conversations.endings import recover_stale_turns
 
 
 class Command(BaseCommand):

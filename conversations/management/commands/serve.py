@@ -175,7 +175,7 @@ class Command(BaseCommand):
         fall silent. One loop per machine is also one query every half minute, not N."""
         from django.db import close_old_connections
 
-        from conversations.services import recover_stale_turns
+        from conversations.endings import recover_stale_turns
 
         def loop() -> None:
             while True:

@@ -1,4 +1,5 @@
-"""Fan-out of a conversation's live frames to every socket watching it.
+"""Fan-out of a conversation's live frames to every socket watching it, and of a reply's
+batches to its replay log (`ReplyFeed`).
 
 The per-token path is the hot path (DESIGN.md): sockets in this process get each frame
 directly, with no channel-layer round trip. When the channel layer is shared between
@@ -10,7 +11,6 @@ process skips frames it made itself).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,6 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import redis_pipe
+from .replay import RedisLog, replay_log
 
 log = logging.getLogger(__name__)
 
@@ -33,47 +34,6 @@ _local: defaultdict[str, set[Subscriber]] = defaultdict(set)
 
 def group_name(conversation_id: object) -> str:
     return f"conv-{conversation_id}"
-
-
-def user_group(user_id: int) -> str:
-    """Every socket of a person listens here, in every process: for its account closing,
-    and for their spend changing (spend_changed)."""
-    return f"user-{user_id}"
-
-
-def session_group(session_key: str) -> str:
-    """Every socket opened with one sign-in listens here, for that sign-in ending. The key is
-    hashed: group names are visible in Redis, a session key is a credential."""
-    return "session-" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
-
-
-def close_sockets(user_id: int) -> None:
-    """Close every open socket of this person (their account was suspended). From sync
-    code: the admin, a signal."""
-    _close(user_group(user_id))
-
-
-def close_session_sockets(session_key: str) -> None:
-    """Close the sockets opened with this sign-in (it signed out); other devices stay."""
-    _close(session_group(session_key))
-
-
-def _close(group: str) -> None:
-    from asgiref.sync import async_to_sync
-
-    layer = get_channel_layer()
-    if layer is not None:
-        async_to_sync(layer.group_send)(group, {"type": "account.closed"})
-
-
-async def spend_changed(user_id: int, *, shown_in: str = "") -> None:
-    """Tell every open page of this person, in every process, that their spend changed (a
-    turn settled, or was refused): each socket renders its spend meter anew, in its own
-    page's language. Not per token: once per turn. The sockets watching `shown_in` (the
-    turn's conversation group) skip it: the turn's own frame brought them the meter."""
-    layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(user_group(user_id), {"type": "spend.changed", "shown_in": shown_in})
 
 
 def _watchers_key(group: str) -> str:
@@ -121,10 +81,6 @@ def unsubscribe(group: str, subscriber: Subscriber) -> None:
             _mark("SREM", group)
 
 
-def local_count(group: str) -> int:
-    return len(_local.get(group, ()))
-
-
 async def publish(group: str, frame: str) -> None:
     """Send `frame` to every socket watching `group`: this process's directly; when
     another process has sockets watching it too, through the channel layer."""
@@ -142,7 +98,7 @@ async def deliver(group: str, frame: str) -> None:
             unsubscribe(group, subscriber)
 
 
-def submit_with_watchers(
+def _submit_with_watchers(
     group: str, commands: Sequence[redis_pipe.Command]
 ) -> asyncio.Future[list[Any]]:
     """Queue Redis `commands` (on REDIS_URL) and, after them, the look-up of the processes
@@ -182,3 +138,86 @@ async def _watched_elsewhere(group: str) -> bool:
 def _elsewhere(members: list[bytes]) -> bool:
     mine = settings.PROCESS_ID.encode()
     return any(member != mine for member in members)
+
+
+class ReplyFeed:
+    """One reply's batches, each logged for replay before anyone can see it (whoever sees
+    batch N can find batch N-1), then sent to every socket watching: `send` is the one call,
+    whichever log and channel layer are configured."""
+
+    def __init__(self, group: str, reply_id: int) -> None:
+        self.group = group
+        self.reply_id = reply_id
+        self._log = replay_log()
+        # With the log in the Redis the channel layer's watchers live in, a batch's logging,
+        # the watchers' look-up and the relay to other processes go on beside the stream.
+        self._pipelined = isinstance(self._log, RedisLog) and self._log.url == settings.REDIS_URL
+        self._reset: asyncio.Future[list[object]] | None = None
+        self._relaying: asyncio.Future[None] | None = None  # the last batch's logging and relay
+
+    async def open(self) -> None:
+        """Empty the reply's log (a Continue's batches are numbered from 1 again)."""
+        log_ = self._log
+        if isinstance(log_, RedisLog):
+            # Queued ahead of every batch's logging, not waited for: the request leaves now.
+            self._reset = redis_pipe.pipeliner(log_.url).submit(*log_.reset_commands(self.reply_id))
+            self._reset.add_done_callback(self._reset_failed)
+        else:
+            await log_.reset(self.reply_id)
+
+    async def send(self, seq: int, frame: str) -> None:
+        """Log batch `seq` and send it to everyone watching."""
+        if not self._pipelined:
+            await self._log.append(self.reply_id, seq, frame)
+            await publish(self.group, frame)
+            return
+        assert isinstance(self._log, RedisLog)
+        # The log's commands are queued first (a read of the log in this process comes after
+        # them), then this process's sockets get the batch at once, then, once the log has
+        # it, other processes watching (the look-up goes in the same round trip). The stream
+        # does not wait for Redis: at hundreds of streams a round trip can take longer than
+        # a token, and the tokens would fall behind it.
+        logged = _submit_with_watchers(
+            self.group, self._log.append_commands(self.reply_id, seq, frame)
+        )
+        await deliver(self.group, frame)
+        self._relaying = asyncio.ensure_future(self._relay(self._relaying, logged, frame))
+
+    async def drain(self) -> None:
+        """Every batch sent so far logged and relayed."""
+        if self._relaying is not None:
+            await asyncio.gather(self._relaying, return_exceptions=True)
+
+    async def close(self) -> None:
+        """The reply has ended (its final frame is sent): its log is no longer needed."""
+        await self.drain()
+        if self._reset is not None:
+            await asyncio.gather(self._reset, return_exceptions=True)
+        await self._log.discard(self.reply_id)
+
+    def _reset_failed(self, reset: asyncio.Future[list[object]]) -> None:
+        error = None if reset.cancelled() else reset.exception()
+        if error is None and not reset.cancelled():
+            error = next((r for r in reset.result() if isinstance(r, Exception)), None)
+        if error is not None:
+            log.warning("reply %s: the replay log was not emptied: %s", self.reply_id, error)
+
+    async def _relay(
+        self,
+        previous: asyncio.Future[None] | None,
+        logged: asyncio.Future[list[Any]],
+        frame: str,
+    ) -> None:
+        """After the batch before (so they arrive in order): once the batch is logged, send
+        it to other processes' sockets watching, if there are any."""
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            results = await logged
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            watchers = results[-1] if settings.CHANNEL_LAYER_SHARED else None
+            await relay(self.group, frame, watchers)
+        except Exception:
+            log.warning("reply %s: a batch was not logged or relayed", self.reply_id, exc_info=True)
