@@ -49,18 +49,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-BATCH = re.compile(r'^<div hx-swap-oob="beforeend:#m-(\d+)-done" data-seq="(\d+)">', re.S)
+from conversations import dom  # noqa: E402  (found through the path set above)
+
+BATCH = dom.parser(dom.BATCH)
 WORD = re.compile(r"\w+")
 
 
 def apply_batch(page: dict[str, str], frame: str, reply: str) -> None:
     """Apply a batch frame to the page's copy of a reply, as the page does: finished blocks
     appended, the open block replaced, an open code block's text appended."""
+    marks = dom.batch_markers(reply)
     rest = frame[BATCH.match(frame).end() :]  # type: ignore[union-attr]
-    rest, _, code = rest.partition(f'<div hx-swap-oob="beforeend:#m-{reply}-open code">')
-    done, found, opened = rest.partition(
-        f'<div id="m-{reply}-open" class="stream-open" hx-swap-oob="true">'
-    )
+    rest, _, code = rest.partition(marks.code)
+    done, found, opened = rest.partition(marks.open)
     page["done"] += done.removesuffix("</div>")
     if found:
         page["open"] = opened.removesuffix("</div>")
@@ -109,7 +110,7 @@ async def one_stream(
                     frame = await ws.recv()
                     now = time.time()
                     if match := BATCH.match(frame):
-                        reply, seq = match.groups()
+                        reply, seq = match["id"], match["seq"]
                         stamps = STAMP.findall(frame)
                         if stamps:
                             result["added"].append(now - max(float(s) for s in stamps))

@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 from billing import catalog
 from billing.meter import Spend
 
+from . import dom
 from .models import Conversation, Message
 from .streaming_render import Ops, StreamRenderer
 
@@ -30,34 +31,29 @@ def render_message(message: Message, *, oob: bool = False) -> str:
 
 def batch(reply_id: int, seq: int, ops: Ops) -> str:
     """Batch `seq` of a reply being written: finished blocks appended, the open block
-    replaced, an open code block's new text appended, a large open table's rows or a large open
-    block's tail appended
-    (streaming_render.py). The first
-    element always comes and carries the number (static/chat.js reads it there)."""
-    frame = f'<div hx-swap-oob="beforeend:#m-{reply_id}-done" data-seq="{seq}">{ops.done}</div>'
+    replaced, an open code block's new text appended, a large open table's rows or a large
+    open block's tail appended (streaming_render.py). The first element always comes and
+    carries the number (static/chat.js reads it there); the elements' starts are dom.py's."""
+    frame = f"{dom.batch_start(reply_id, seq)}{ops.done}</div>"
+    marks = dom.batch_markers(reply_id)
     if ops.open is not None:
-        frame += (
-            f'<div id="m-{reply_id}-open" class="stream-open" hx-swap-oob="true">{ops.open}</div>'
-        )
+        frame += f"{marks.open}{ops.open}</div>"
     if ops.code:
-        frame += f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">{ops.code}</div>'
+        frame += f"{marks.code}{ops.code}</div>"
     if ops.tail:
-        frame += f'<div hx-swap-oob="beforeend:#m-{reply_id}-open > .stream-tail">{ops.tail}</div>'
+        frame += f"{marks.tail}{ops.tail}</div>"
     if ops.rows:
         # Table rows parse only inside a table or a template (in a <div> the browser drops
         # their tags): a template, whose rows static/chat.js hands to htmx to append.
-        frame += (
-            f'<template data-rows hx-swap-oob="beforeend:#m-{reply_id}-open > table > tbody">'
-            f"{ops.rows}</template>"
-        )
+        frame += f"{marks.rows}{ops.rows}</template>"
     return frame
 
 
 def stream_parts(reply_id: int, shown: StreamRenderer) -> str:
     """The inside of a streaming reply's text: its finished blocks, then its open one."""
     return (
-        f'<div id="m-{reply_id}-done" class="stream-done">{shown.done_html}</div>'
-        f'<div id="m-{reply_id}-open" class="stream-open">{shown.open_html}</div>'
+        f'<div id="{dom.element_id(reply_id, "done")}" class="stream-done">{shown.done_html}</div>'
+        f'<div id="{dom.element_id(reply_id, "open")}" class="stream-open">{shown.open_html}</div>'
     )
 
 
@@ -65,7 +61,8 @@ def stream_reset(reply_id: int, seq: int, text: str) -> str:
     """The whole text so far of a reply being written, up to batch `seq`: for a page that
     fell too far behind for the missing batches to be sent one by one."""
     return (
-        f'<div class="stream-text markdown" id="m-{reply_id}-text" data-seq="{seq}" dir="auto" '
+        f'<div class="stream-text markdown" id="{dom.element_id(reply_id, "text")}" '
+        f'data-seq="{seq}" dir="auto" '
         f'hx-swap-oob="true">{stream_parts(reply_id, StreamRenderer(text))}</div>'
     )
 
@@ -85,9 +82,8 @@ def reply_status(reply_id: int, *, queued: int | None = None, text: str = "") ->
             else _("Waiting for the model…")
         )
     text = text or _("Thinking…")
-    return (
-        f'<span id="m-{reply_id}-status" class="thinking" hx-swap-oob="true">{escape(text)}</span>'
-    )
+    status_id = dom.element_id(reply_id, "status")
+    return f'<span id="{status_id}" class="thinking" hx-swap-oob="true">{escape(text)}</span>'
 
 
 def turn_started(
@@ -96,7 +92,7 @@ def turn_started(
     """A turn began: its messages appended to the list (the user's and the empty reply, or
     a Retry's new reply), or a continued reply re-rendered in place, streaming again;
     messages it replaced (Regenerate, an edit) taken off the page."""
-    frame = "".join(f'<div id="m-{pk}" hx-swap-oob="delete"></div>' for pk in removed)
+    frame = "".join(f'<div id="{dom.element_id(pk)}" hx-swap-oob="delete"></div>' for pk in removed)
     frame += (
         f'<div hx-swap-oob="beforeend:#messages">{"".join(map(render_message, appended))}</div>'
         if appended

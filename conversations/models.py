@@ -250,7 +250,3 @@ class Message(models.Model):
     @property
     def cost_text(self) -> str:
         return format_usd(self.cost_micros) if self.cost_micros is not None else ""
-
-    @property
-    def dom_id(self) -> str:
-        return f"m-{self.pk}"

@@ -9,8 +9,8 @@ gains an item and becomes loose, a paragraph gets a `===` underline and becomes 
 a table a row): it is the open part, rendered again each batch from its own text only, and
 sent whole to replace the one shown. A top-level code fence that is open is the exception:
 it is shown as a code block as soon as it opens, its text appended escaped line by line,
-and rendered once (highlighted) when its closing fence arrives. The work per batch is the
-batch and the block being written, never the reply.
+and rendered once (highlighted) when its closing fence arrives (stream_fence.py). The work
+per batch is the batch and the block being written, never the reply.
 
 What the page shows is a function of the text so far, whatever the batches were: a page
 that loads or falls behind mid-stream gets `StreamRenderer(text)`'s parts, and the batches
@@ -27,16 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from markdown_it.common.utils import escapeHtml
 
-from .rendering import (
-    code_label,
-    codeblock_html,
-    parse_blocks,
-    render_markdown,
-    render_part,
-    sanitise,
-)
+from .rendering import parse_blocks, render_part
+from .stream_fence import Fence, closes_at
 
 # An open part longer than this (characters of text) is large: see `_show_open`.
 OPEN_LIMIT: int = settings.STREAM_OPEN_LIMIT
@@ -58,19 +51,6 @@ class Ops:
     code: str = ""
     rows: str = ""
     tail: str = ""
-
-
-@dataclass
-class _Fence:
-    """A top-level code fence that has not closed yet."""
-
-    start: int  # offset of its opening line in the text
-    char: str  # ` or ~
-    length: int  # of the opening fence: a closing one is at least as long
-    indent: int  # spaces before the opening fence, taken off each line of code
-    label: str  # the language shown on its bar
-    line: int  # offset of the first line not yet known to be complete
-    shown: int  # offset up to which its code has been shown
 
 
 # Blocks that nothing after them can change: a closed fence (an open one is not the last
@@ -97,7 +77,7 @@ class StreamRenderer:
         self._done_end = 0  # offset in the text where the open part begins
         self._env: dict[str, Any] = {}  # link references the finished part defined
         self._open: str | None = ""  # the open part as sent; None: the page shows another
-        self._fence: _Fence | None = None
+        self._fence: Fence | None = None
         self._code: list[str] = []  # the open fence's code, as shown (escaped)
         self._parsed = (-1, 0)  # (open part's offset, its complete lines' length) last parsed
         # A large open part (see _show_open): its rendered head, None while it is small; the
@@ -122,7 +102,7 @@ class StreamRenderer:
     @property
     def open_html(self) -> str:
         if self._fence is not None:
-            return self._fence_html(self._fence, "".join(self._code))
+            return self._fence.html("".join(self._code))
         if self._head is not None:
             head = self._head
             if self._rows:  # before its </tbody>\n</table>\n
@@ -158,12 +138,13 @@ class StreamRenderer:
                 if self._fence is None:
                     break
                 # A code fence opened: it replaces the open part, its code appended after.
-                opened, code, tail, rows = self._fence_html(self._fence, ""), [], [], []
+                opened, code, tail, rows = self._fence.html(""), [], [], []
                 self._code, self._open = [], None
             fence = self._fence
-            end = self._closing(fence)
+            end = fence.closing(self.text)
             if end is None:
-                if shown := self._show_code(fence):
+                if shown := fence.code_to_show(self.text):
+                    self._code.append(shown)
                     code.append(shown)
                 break
             # The fence closed: rendered once (highlighted), appended to the finished part.
@@ -199,19 +180,7 @@ class StreamRenderer:
         if fence is None or "\n" not in chunk:
             return False
         lines = (self.text[fence.line :] + chunk).split("\n")[:-1]
-        return any(self._closes(fence, line.rstrip("\r")) for line in lines)
-
-    def finish(self) -> tuple[str, bool]:
-        """The reply's final HTML (the one-shot render), and whether the page's copy already
-        shows exactly that (it does unless a link reference was defined after its use, or
-        a large block shows its last lines as text)."""
-        final = render_markdown(self.text)
-        tail = self.text[self._done_end :]
-        if self._head is not None:  # a large block: as shown (a table's rows may be all)
-            shown = self.done_html + self.open_html.removesuffix(EMPTY_TAIL)
-        else:
-            shown = self.done_html + (render_part(tail, _copy(self._env)) if tail.strip() else "")
-        return final, shown == final
+        return any(fence.closed_by(line.rstrip("\r")) for line in lines)
 
     # --- blocks --------------------------------------------------------------------------
     def _blocks(self, done: list[str]) -> tuple[str | None, str, str]:
@@ -231,9 +200,9 @@ class StreamRenderer:
         cut = 0
         if blocks:
             last, lines = blocks[-1], complete.split("\n")
-            if last.type == "fence" and not self._closes_at(last, lines):
+            if last.type == "fence" and not closes_at(last, lines):
                 self._finish_blocks(done, tail[: _offset(lines, last.map[0])])
-                self._fence = self._open_fence(last, self._done_end, lines[last.map[0]])
+                self._fence = Fence.opened(last, self._done_end, lines[last.map[0]])
                 return None, "", ""
             if last.type in _COMPLETE_ONCE_WRITTEN or (
                 last.type in _ENDED_BY_A_BLANK_LINE and last.map[1] < len(lines) - 1
@@ -347,71 +316,6 @@ class StreamRenderer:
         self._open = None  # what the page shows as open is no longer the open part
         self._head = None  # nor is it large
         self._window = None
-
-    # --- an open code fence --------------------------------------------------------------
-    def _open_fence(self, token: Any, start: int, opening: str) -> _Fence:
-        indent = len(opening) - len(opening.lstrip(" "))
-        content = start + len(opening) + 1
-        return _Fence(
-            start=start,
-            char=token.markup[0],
-            length=len(token.markup),
-            indent=indent,
-            label=code_label(token.info)[1],
-            line=content,
-            shown=content,
-        )
-
-    @staticmethod
-    def _fence_html(fence: _Fence, code: str) -> str:
-        return sanitise(codeblock_html(fence.label, code))
-
-    def _closes(self, fence: _Fence, line: str) -> bool:
-        match = re.fullmatch(r" {0,3}(`+|~+)[ \t]*", line)
-        return bool(
-            match and match.group(1)[0] == fence.char and len(match.group(1)) >= fence.length
-        )
-
-    def _closes_at(self, token: Any, lines: list[str]) -> bool:
-        """Whether the fence `token` ends with a closing fence (rather than the text)."""
-        start, end = token.map
-        if end - start < 2:
-            return False
-        fence = _Fence(0, token.markup[0], len(token.markup), 0, "", 0, 0)
-        return self._closes(fence, lines[end - 1])
-
-    def _closing(self, fence: _Fence) -> int | None:
-        """The offset just after the closing fence, if a complete line closes `fence`;
-        otherwise None, with `fence.line` moved to the first line not yet complete."""
-        while (newline := self.text.find("\n", fence.line)) != -1:
-            if self._closes(fence, self.text[fence.line : newline]):
-                return newline + 1
-            fence.line = newline + 1
-        return None
-
-    def _show_code(self, fence: _Fence) -> str:
-        """The code not shown yet, escaped: the complete lines, and the line being written
-        unless it may yet become the closing fence (or is only indentation so far)."""
-        end = len(self.text)
-        partial = self.text[fence.line :]
-        if partial and re.fullmatch(r"[ \t]*|( {0,3}(`+|~+)[ \t]*)", partial):
-            end = fence.line
-        start = fence.shown
-        if end <= start:
-            return ""
-        shown, fence.shown = self.text[start:end], end
-        if fence.indent:
-            # Each line loses up to `indent` spaces, as markdown-it takes them off (a line
-            # begun in an earlier batch lost them then).
-            pieces = shown.split("\n")
-            for i, piece in enumerate(pieces):
-                if i > 0 or self.text[start - 1] == "\n":
-                    spaces = len(piece) - len(piece.lstrip(" "))
-                    pieces[i] = piece[min(fence.indent, spaces) :]
-            shown = "\n".join(pieces)
-        html = escapeHtml(shown)
-        self._code.append(html)
-        return html
 
 
 EMPTY_TAIL = '<div class="stream-tail"></div>'

@@ -167,7 +167,40 @@
   // checkpoint's number, then each batch's as it is applied); a batch it already has is
   // dropped, and a gap asks the server for the missing ones, so a reload, a reconnect or
   // a lost frame never leaves a hole or a repeat in the text.
-  var BATCH = /^<div hx-swap-oob="beforeend:#m-(\d+)-done" data-seq="(\d+)">/;
+  //
+  // The ids of a reply's elements and the start of a batch frame are the server's
+  // (conversations/dom.py), given by the page in #dom-patterns: "{id}" stands for a
+  // message's number, "{seq}" for a batch's. Read back by one rule on both sides
+  // (dom.py's parser): the pattern's text as it is, each placeholder a number.
+  var PATTERNS = (function () {
+    var el = document.getElementById("dom-patterns");
+    return el ? JSON.parse(el.textContent) : null;
+  })();
+
+  // A pattern as a regular expression matching it filled in, from the start (to the end
+  // if `whole`): "{id}" and "{seq}" are numbers in groups of those names.
+  function patternParser(pattern, whole) {
+    var source = "";
+    var seen = {};
+    pattern.split(/\{(id|seq)\}/).forEach(function (piece, n) {
+      if (n % 2 === 0) {
+        source += piece.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      } else if (seen[piece]) {
+        source += "\\k<" + piece + ">";
+      } else {
+        source += "(?<" + piece + ">\\d+)";
+        seen[piece] = true;
+      }
+    });
+    return new RegExp("^" + source + (whole ? "$" : ""));
+  }
+
+  function elementId(part, id) {
+    return PATTERNS[part].split("{id}").join(id);
+  }
+
+  var BATCH = PATTERNS && patternParser(PATTERNS.batch);
+  var TEXT_ID = PATTERNS && patternParser(PATTERNS.text, true);
   var resumeAsked = {};
 
   function lastSeq(container) {
@@ -176,8 +209,10 @@
 
   function streamingReplies() {
     var found = {};
-    document.querySelectorAll(".stream-text[id^='m-']").forEach(function (el) {
-      found[el.id.slice(2, -5)] = lastSeq(el);
+    if (!TEXT_ID) return found;
+    document.querySelectorAll(".stream-text[id]").forEach(function (el) {
+      var match = TEXT_ID.exec(el.id);
+      if (match) found[match.groups.id] = lastSeq(el);
     });
     return found;
   }
@@ -224,10 +259,11 @@
   var stickToBottom = true;
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     stickToBottom = messagesNearBottom();
-    var match = BATCH.exec(event.detail.message);
+    var match = BATCH && BATCH.exec(event.detail.message);
     if (!match) return;
-    var container = document.getElementById("m-" + match[1] + "-text");
-    var seq = Number(match[2]);
+    var replyId = match.groups.id;
+    var container = document.getElementById(elementId("text", replyId));
+    var seq = Number(match.groups.seq);
     if (!container) {
       event.preventDefault(); // the reply has ended here already
       return;
@@ -237,7 +273,7 @@
       event.preventDefault();
     } else if (seq > last + 1) {
       event.preventDefault();
-      askResume(event.detail.socketWrapper, match[1], last);
+      askResume(event.detail.socketWrapper, replyId, last);
     } else {
       container.dataset.seq = seq; // htmx applies the batch right after this handler
     }

@@ -7,40 +7,39 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from conversations import dom
 from conversations.streaming_render import StreamRenderer
 
-BATCH = re.compile(r'^<div hx-swap-oob="beforeend:#m-(\d+)-done" data-seq="(\d+)">', re.S)
+BATCH = dom.parser(dom.BATCH)
 RESET = re.compile(
-    r'^<div class="stream-text markdown" id="m-(\d+)-text" data-seq="(\d+)" dir="auto" '
-    r'hx-swap-oob="true"><div id="m-\1-done" class="stream-done">(.*)</div>'
-    r'<div id="m-\1-open" class="stream-open">(.*)</div></div>$',
+    dom.parser_source(
+        '<div class="stream-text markdown" id="' + dom.TEXT + '" data-seq="{seq}" dir="auto" '
+        'hx-swap-oob="true"><div id="' + dom.DONE + '" class="stream-done">'
+    )
+    + "(?P<done>.*)"
+    + dom.parser_source('</div><div id="' + dom.OPEN + '" class="stream-open">', known={"id"})
+    + "(?P<open>.*)</div></div>$",
     re.S,
 )
-ENDED = re.compile(r'<article id="m-(\d+)" class="message message--assistant" data-status="(\w+)"')
-
-
-def _markers(reply_id: int) -> tuple[str, str, str, str]:
-    return (
-        f'<div id="m-{reply_id}-open" class="stream-open" hx-swap-oob="true">',
-        f'<div hx-swap-oob="beforeend:#m-{reply_id}-open code">',
-        f'<div hx-swap-oob="beforeend:#m-{reply_id}-open > .stream-tail">',
-        f'<template data-rows hx-swap-oob="beforeend:#m-{reply_id}-open > table > tbody">',
-    )
+ENDED = re.compile(
+    dom.parser_source(f'<article id="{dom.MESSAGE}" class="message message--assistant" ')
+    + r'data-status="(?P<status>\w+)"'
+)
 
 
 def batch_parts(frame: str, reply_id: int) -> tuple[str, str | None, str, str, str]:
     """A batch frame's finished blocks, open block (None: unchanged), code to append, tail
     to append and table rows to append. Its markers cannot be in the parts: sanitised HTML
     and escaped text carry no hx-*."""
-    open_marker, code_marker, tail_marker, rows_marker = _markers(reply_id)
+    marks = dom.batch_markers(reply_id)
     rest = frame[BATCH.match(frame).end() :]  # type: ignore[union-attr]
-    rest, _, rows = rest.partition(rows_marker)
-    rest, _, tail = rest.partition(tail_marker)
-    rest, _, code = rest.partition(code_marker)
-    done, _, opened = rest.partition(open_marker)
+    rest, _, rows = rest.partition(marks.rows)
+    rest, _, tail = rest.partition(marks.tail)
+    rest, _, code = rest.partition(marks.code)
+    done, _, opened = rest.partition(marks.open)
     return (
         done.removesuffix("</div>"),
-        opened.removesuffix("</div>") if open_marker in rest else None,
+        opened.removesuffix("</div>") if marks.open in rest else None,
         code.removesuffix("</div>"),
         tail.removesuffix("</div>"),
         rows.removesuffix("</template>"),
@@ -79,9 +78,9 @@ class StreamCopy:
     def apply(self, frame: str) -> int | None:
         """Take one frame; returns the batch to resume after when it reveals a gap."""
         if match := BATCH.match(frame):
-            if int(match.group(1)) != self.reply_id:
+            if int(match["id"]) != self.reply_id:
                 return None
-            seq = int(match.group(2))
+            seq = int(match["seq"])
             if seq <= self.seq:
                 return None  # already here
             if seq > self.seq + 1:
@@ -101,12 +100,12 @@ class StreamCopy:
                 self.open = self.open[:at] + rows + self.open[at:]
             self.seq = seq
             self.applied.append(seq)
-        elif (match := RESET.match(frame)) and int(match.group(1)) == self.reply_id:
-            self.seq, self.done, self.open = int(match.group(2)), match.group(3), match.group(4)
+        elif (match := RESET.match(frame)) and int(match["id"]) == self.reply_id:
+            self.seq, self.done, self.open = int(match["seq"]), match["done"], match["open"]
             self.applied.append(-self.seq)
-        for reply_id, status in ENDED.findall(frame):
-            if int(reply_id) == self.reply_id:
-                self.status = status
+        for ended in ENDED.finditer(frame):
+            if int(ended["id"]) == self.reply_id:
+                self.status = ended["status"]
         return None
 
     @property

@@ -174,7 +174,7 @@ def test_a_large_tables_rows_are_appended_by_the_page(tmp_path):
     # the page's htmx to a streaming reply's copy, the table gains exactly those rows.
     from unittest import mock
 
-    from conversations import frames, streaming_render
+    from conversations import dom, frames, streaming_render
     from conversations.rendering import render_markdown
     from conversations.streaming_render import StreamRenderer
 
@@ -191,19 +191,20 @@ def test_a_large_tables_rows_are_appended_by_the_page(tmp_path):
         page = browser.new_context(base_url=url).new_page()
         sign_up(page, "alice")
         page.evaluate(
-            """([reset, batch]) => {
+            """([id, reset, batch]) => {
               const box = document.createElement("div");
-              box.id = "m-999-text";
+              box.id = id;
               document.getElementById("messages").append(box);
               htmx.swap(document.body, reset, { swapStyle: "none" });
               htmx.swap(document.body, batch, { swapStyle: "none" });
             }""",
-            [reset, batch],
+            [dom.element_id(999, "text"), reset, batch],
         )
-        table = page.locator("#m-999-open > table")
+        opened = f"#{dom.element_id(999, 'open')}"
+        table = page.locator(f"{opened} > table")
         expect(table.locator("tbody tr")).to_have_count(17)
         final = render_markdown(text + more)
-        shown = page.evaluate("document.querySelector('#m-999-open > table').outerHTML")
+        shown = page.evaluate(f"document.querySelector('{opened} > table').outerHTML")
         assert shown + "\n" == final  # the one-shot render's table, row for row
-        assert page.locator("#m-999-open b").count() == 0  # the <b> stayed text
+        assert page.locator(f"{opened} b").count() == 0  # the <b> stayed text
         browser.close()

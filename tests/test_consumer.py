@@ -9,10 +9,12 @@ import re
 import pytest
 from channels.db import database_sync_to_async
 
+from conversations import dom
 from conversations.models import Conversation, Message
 from llm.simulator.replies import reply_text
 
 from .conftest import communicator, receive_until
+from .streams import BATCH
 
 
 def send(text: str, *, conversation: str = "", client_id: str = "c1") -> str:
@@ -56,8 +58,8 @@ async def test_a_new_chat_streams_its_reply_and_is_saved(alice, alice_cookie):
     expected = reply_text(prompt, tokens=60)
     # The page is told where it is now, then gets both messages, then the reply grows.
     assert f'data-url="/c/{conversation.pk}/"' in frames[0]
-    assert f"m-{user_message.pk}" in frames[1] and f"m-{reply.pk}" in frames[1]
-    batches = [f for f in frames if f"beforeend:#m-{reply.pk}-done" in f]
+    assert dom.element_id(user_message.pk) in frames[1] and dom.element_id(reply.pk) in frames[1]
+    batches = [f for f in frames if (batch := BATCH.match(f)) and batch["id"] == str(reply.pk)]
     assert len(batches) >= 2, "the reply should arrive in several batches"
     seqs = [int(f.split('data-seq="')[1].split('"')[0]) for f in batches]
     assert seqs == list(range(1, len(batches) + 1))

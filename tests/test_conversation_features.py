@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.test import Client
 
 from billing.models import UsageRecord
-from conversations import turns
+from conversations import dom, turns
 from conversations.models import Conversation, Message
 from conversations.selectors import PAGE_MESSAGES, history_for
 
@@ -207,7 +207,7 @@ async def test_regenerate_replaces_the_last_reply(alice, alice_cookie):
     await comm.send_to(text_data=json.dumps({"type": "regenerate", "reply": first.pk}))
     frames = await receive_until(comm, f'{DONE}"complete"')
     await comm.disconnect()
-    assert f'<div id="m-{first.pk}" hx-swap-oob="delete"></div>' in frames[0]
+    assert f'<div id="{dom.element_id(first.pk)}" hx-swap-oob="delete"></div>' in frames[0]
     replies = await database_sync_to_async(
         lambda: list(Message.objects.filter(role="assistant").order_by("id"))
     )()

@@ -19,6 +19,7 @@ from django.test import Client
 from billing import errors, meter
 from billing.errors import CATALOG, NEVER
 from billing.models import CatalogModel, DailySpend, UsageRecord, UserBudget
+from conversations import dom
 from conversations.models import Message
 from llm.base import ErrorKind
 
@@ -170,7 +171,7 @@ async def test_a_cut_off_reply_continues_as_the_same_reply_billed_per_request(al
 
     await comm.send_to(text_data=json.dumps({"type": "continue", "reply": reply.pk}))
     frames = await receive_until(comm, f'{DONE}"cut_off"')
-    assert f'id="m-{reply.pk}"' in frames[0]  # re-rendered in place, streaming again
+    assert f'id="{dom.element_id(reply.pk)}"' in frames[0]  # re-rendered in place, streaming again
     await comm.send_to(text_data=json.dumps({"type": "continue", "reply": reply.pk}))
     frames = await receive_until(comm, f'{DONE}"complete"')
     await comm.disconnect()
@@ -364,7 +365,7 @@ async def test_a_continue_stopped_before_new_text_can_still_continue(alice, alic
     await receive_until(comm, f'{DONE}"cut_off"')
     reply, _ = await _reply_and_records(alice)
     await comm.send_to(text_data=json.dumps({"type": "continue", "reply": reply.pk}))
-    await receive_until(comm, f"m-{reply.pk}-status")
+    await receive_until(comm, dom.element_id(reply.pk, "status"))
     await comm.send_to(text_data=json.dumps({"type": "stop", "reply": reply.pk}))
     frames = await receive_until(comm, f'{DONE}"cut_off"')
     await comm.disconnect()

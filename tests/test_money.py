@@ -19,7 +19,7 @@ from django.utils import timezone, translation
 
 from billing import meter
 from billing.models import DailySpend, Reservation, UsageRecord, UserBudget
-from conversations import figures, frames, turns
+from conversations import dom, figures, frames, turns
 from conversations.models import Conversation, Message, context_tokens
 
 from .conftest import communicator, receive_until, send_frame
@@ -239,7 +239,7 @@ async def test_retry_replaces_the_failed_reply_in_place_and_the_records_keep_bot
     await comm.send_to(text_data=json.dumps({"type": "retry", "reply": failed.pk}))
     got = await receive_until(comm, f'{DONE}"complete"', timeout=30)
     await comm.disconnect()
-    assert f'<div id="m-{failed.pk}" hx-swap-oob="delete"></div>' in got[0]
+    assert f'<div id="{dom.element_id(failed.pk)}" hx-swap-oob="delete"></div>' in got[0]
     replies = await database_sync_to_async(
         lambda: list(Message.objects.filter(role="assistant").order_by("id"))
     )()
@@ -247,7 +247,8 @@ async def test_retry_replaces_the_failed_reply_in_place_and_the_records_keep_bot
     page = await database_sync_to_async(
         lambda: client_for(alice).get(f"/c/{failed.conversation_id}/").content.decode()
     )()
-    assert f'id="m-{failed.pk}"' not in page and f'id="m-{replies[1].pk}"' in page
+    assert f'id="{dom.element_id(failed.pk)}"' not in page
+    assert f'id="{dom.element_id(replies[1].pk)}"' in page
 
 
 # --- the page's figures ---------------------------------------------------------------------

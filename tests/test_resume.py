@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.models import Reservation, UsageRecord
-from conversations import endings, frames, replay, services, turns
+from conversations import dom, endings, frames, replay, services, turns
 from conversations.models import Conversation, Message
 from conversations.streaming_render import StreamRenderer
 from llm.simulator.replies import reply_text
@@ -101,7 +101,7 @@ async def test_a_page_opened_mid_stream_shows_the_checkpoint_and_continues(alice
     reply = await the_reply(alice)
     assert reply.status == "streaming" and reply.stream_seq > 0 and reply.content
     page = await database_sync_to_async(_page)(alice, conversation)
-    assert f'id="m-{reply.pk}-text" data-seq="{reply.stream_seq}"' in page
+    assert f'id="{dom.element_id(reply.pk, "text")}" data-seq="{reply.stream_seq}"' in page
     # Formatted as the batches would have built it: the batches after it apply on top.
     assert frames.stream_parts(reply.pk, StreamRenderer(reply.content)) in page
     # The page has the checkpoint: it resumes from its number.

@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from billing.models import DailySpend, Reservation, UsageRecord
+from conversations import dom
 from conversations.models import Conversation, Message
 
 from .conftest import communicator, receive_until
@@ -82,7 +83,7 @@ async def probe(comm: WebsocketCommunicator, reply_id: int, *, timeout: float = 
             {"type": "subscribe", "conversation": conversation, "resume": {str(reply_id): 0}}
         )
     )
-    await receive_until(comm, f'id="m-{reply_id}"', timeout=timeout)
+    await receive_until(comm, f'id="{dom.element_id(reply_id)}"', timeout=timeout)
 
 
 async def assert_alive(comm: WebsocketCommunicator) -> None:
