@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -113,20 +113,11 @@ def percentile(values: list[int], share: float) -> int | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1])
 
 
-@login_required
-@permission_required("support.view_dashboard", raise_exception=True)
-def dashboard(request: HttpRequest) -> HttpResponse:
-    today = meter.today()
-    since = today - timedelta(days=DAYS - 1)
-    service = {
-        row.day: row.spent_micros
-        for row in DailySpend.objects.filter(scope=DailySpend.SERVICE, day__gte=since)
-    }
-    spent_today = service.get(today, 0)
-    cap = meter.service_cap_micros()
-
+def _top_users(day: date) -> list[dict[str, str]]:
+    """The ten people who spent most on `day`, by name (their scope if the account is
+    gone), with what they spent."""
     top_rows = list(
-        DailySpend.objects.filter(day=today, scope__startswith="user:", spent_micros__gt=0)
+        DailySpend.objects.filter(day=day, scope__startswith="user:", spent_micros__gt=0)
         .order_by("-spent_micros")
         .values_list("scope", "spent_micros")[:10]
     )
@@ -135,19 +126,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         .objects.filter(pk__in=[int(scope.split(":")[1]) for scope, _ in top_rows])
         .values_list("pk", "username")
     )
-    top_users = [
+    return [
         {"name": names.get(int(scope.split(":")[1]), scope), "spent": meter.format_usd(spent)}
         for scope, spent in top_rows
     ]
 
-    records = UsageRecord.objects.filter(day__gte=since)
-    errors_by_day = dict(records.exclude(error_kind="").values_list("day").annotate(n=Count("id")))
-    errors_by_kind = list(
-        records.exclude(error_kind="")
-        .values("error_kind")
-        .annotate(n=Count("id"))
-        .order_by("-n", "error_kind")
-    )
+
+def _upstream_figures(records: QuerySet[UsageRecord]) -> dict[str, object]:
+    """How the upstream behaved over `records`: time to first token at three percentiles,
+    requests, rate limits met and retries taken."""
     # The most recent 100,000 (a bounded page load, and the freshest picture).
     ttfts = sorted(
         records.filter(ttft_ms__isnull=False)
@@ -159,6 +146,38 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         retries=Sum("retries"),
         requests=Count("id"),
     )
+    return {
+        "ttft": {
+            "p50": percentile(ttfts, 0.50),
+            "p95": percentile(ttfts, 0.95),
+            "p99": percentile(ttfts, 0.99),
+            "count": len(ttfts),
+        },
+        "rate_limited": upstream["rate_limited"],
+        "retries": upstream["retries"] or 0,
+        "requests": upstream["requests"],
+    }
+
+
+@login_required
+@permission_required("support.view_dashboard", raise_exception=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    today = meter.today()
+    since = today - timedelta(days=DAYS - 1)
+    service = {
+        row.day: row.spent_micros
+        for row in DailySpend.objects.filter(scope=DailySpend.SERVICE, day__gte=since)
+    }
+    spent_today = service.get(today, 0)
+    cap = meter.service_cap_micros()
+    records = UsageRecord.objects.filter(day__gte=since)
+    errors_by_day = dict(records.exclude(error_kind="").values_list("day").annotate(n=Count("id")))
+    errors_by_kind = list(
+        records.exclude(error_kind="")
+        .values("error_kind")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error_kind")
+    )
     context = {
         "today": today,
         "spent_today": meter.format_usd(spent_today),
@@ -169,16 +188,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "errors_by_kind": [
             {**row, "label": error_kind_label(row["error_kind"])} for row in errors_by_kind
         ],
-        "top_users": top_users,
-        "ttft": {
-            "p50": percentile(ttfts, 0.50),
-            "p95": percentile(ttfts, 0.95),
-            "p99": percentile(ttfts, 0.99),
-            "count": len(ttfts),
-        },
-        "rate_limited": upstream["rate_limited"],
-        "retries": upstream["retries"] or 0,
-        "requests": upstream["requests"],
+        "top_users": _top_users(today),
+        **_upstream_figures(records),
         "chart_height": CHART_HEIGHT,
         "chart_width": DAYS * BAR_PITCH,
     }
