@@ -15,9 +15,10 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -99,7 +100,7 @@ def reset_words(reset: datetime, now: datetime | None = None) -> str:
 
 
 # --- caps --------------------------------------------------------------------------------
-def user_cap_micros(user: AbstractBaseUser | None) -> int:
+def user_cap_micros(user: User | None) -> int:
     """A user's daily cap: their override, else the service's default (None: the default)."""
     override = (
         UserBudget.objects.filter(user=user).values_list("daily_cap_micros", flat=True).first()
@@ -119,11 +120,11 @@ def service_cap_micros() -> int:
     return ceiling if chosen is None else min(chosen, ceiling)
 
 
-def _scope(user: AbstractBaseUser) -> str:
+def _scope(user: User) -> str:
     return f"user:{user.pk}"
 
 
-def _row(scope: str, day: date, user: AbstractBaseUser | None) -> DailySpend:
+def _row(scope: str, day: date, user: User | None) -> DailySpend:
     """The day's row for a scope, created if missing (a racing creator is fine)."""
     try:
         row, _ = DailySpend.objects.get_or_create(scope=scope, day=day, defaults={"user": user})
@@ -236,7 +237,7 @@ class _LockedDay:
         return self.service_cap - self.service_row.spent_micros - self.service_row.reserved_micros
 
 
-def _lock_day(user: AbstractBaseUser, day: date, user_cap: int, service_cap: int) -> _LockedDay:
+def _lock_day(user: User, day: date, user_cap: int, service_cap: int) -> _LockedDay:
     """Create the day's rows if missing, then lock them. Always the user's row first, then
     the service's: one order, no deadlock. Call inside the reserving transaction."""
     user_row = _row(_scope(user), day, user)
@@ -304,11 +305,11 @@ def _hold(locked: _LockedDay, amount: int) -> None:
 
 def reserve(
     *,
-    user: AbstractBaseUser,
+    user: User,
     model: CatalogModel,
     input_tokens: int,
     max_tokens: int,
-    conversation_id: object = None,
+    conversation_id: UUID | None = None,
     message_id: int | None = None,
 ) -> Grant:
     """Hold the most this turn can cost against the user's and the service's day.
@@ -519,7 +520,7 @@ class Spend:
         }
 
 
-def spend_today(user: AbstractBaseUser, *, refused: str = "") -> Spend:
+def spend_today(user: User, *, refused: str = "") -> Spend:
     """The user's day. `refused`: the scope ("user" or "service") of a refusal the caller
     knows was recorded since the last turn that started (conversations.figures.spend_for);
     a budget or a service limit spent to its cap pauses without one."""
@@ -547,7 +548,7 @@ def spend_today(user: AbstractBaseUser, *, refused: str = "") -> Spend:
     return Spend(spent, cap, left, resets_at(day), paused_scope=scope, held_micros=held)
 
 
-def ledger_total(day: date, *, user: AbstractBaseUser | None = None) -> int:
+def ledger_total(day: date, *, user: User | None = None) -> int:
     records = UsageRecord.objects.filter(day=day)
     if user is not None:
         records = records.filter(user=user)
