@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
@@ -13,6 +14,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.http import AuthenticatedHttpRequest
 from billing import meter
 from billing.models import DailySpend, UsageRecord
 from conversations.models import Conversation
@@ -137,9 +139,11 @@ def _upstream_figures(records: QuerySet[UsageRecord]) -> dict[str, object]:
     requests, rate limits met and retries taken."""
     # The most recent 100,000 (a bounded page load, and the freshest picture).
     ttfts = sorted(
-        records.filter(ttft_ms__isnull=False)
+        ttft
+        for ttft in records.filter(ttft_ms__isnull=False)
         .order_by("-created_at")
         .values_list("ttft_ms", flat=True)[:100_000]
+        if ttft is not None
     )
     upstream = records.aggregate(
         rate_limited=Count("id", filter=Q(error_kind="rate_limit")),
@@ -197,7 +201,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def usage(request: HttpRequest) -> HttpResponse:
+def usage(request: AuthenticatedHttpRequest) -> HttpResponse:
     """What I spent: per day, per conversation, and what is left today."""
     today = meter.today()
     since = today - timedelta(days=DAYS - 1)
@@ -206,20 +210,25 @@ def usage(request: HttpRequest) -> HttpResponse:
         row.day: row.spent_micros
         for row in DailySpend.objects.filter(scope=f"user:{request.user.pk}", day__gte=since)
     }
-    per_conversation = list(
+    rows = list(
         UsageRecord.objects.filter(user=request.user, day__gte=since)
         .values("conversation_id")
         .annotate(spent=Sum("charged_micros"), requests=Count("id"))
         .order_by("-spent")[:50]
     )
-    titles = dict(
+    titles: dict[UUID | None, str] = dict(
         Conversation.objects.filter(
-            owner=request.user, pk__in=[row["conversation_id"] for row in per_conversation]
+            owner=request.user, pk__in=[row["conversation_id"] for row in rows]
         ).values_list("pk", "title")
     )
-    for row in per_conversation:
-        row["title"] = titles.get(row["conversation_id"])
-        row["spent_text"] = meter.format_usd(row["spent"] or 0)
+    per_conversation = [
+        {
+            **row,
+            "title": titles.get(row["conversation_id"]),
+            "spent_text": meter.format_usd(row["spent"] or 0),
+        }
+        for row in rows
+    ]
     context = {
         "spend": spend,
         # What a turn may still reserve, as the chat's meter says: less what replies being
