@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from billing.models import ServiceSettings
@@ -13,7 +13,7 @@ def signup_open() -> bool:
     return ServiceSettings.load().signup_open or not User.objects.exists()
 
 
-def user_signup(*, username: str, password: str) -> AbstractUser:
+def user_signup(*, username: str, password: str) -> User:
     """Create an account. The first account of a fresh install becomes its administrator,
     as a newcomer to a self-hosted app expects."""
     User = get_user_model()

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -16,7 +18,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("chat")
     if not signup_open():
         return render(request, "accounts/signup_closed.html", status=403)
-    form = UserCreationForm(request.POST or None)
+    form: UserCreationForm[User] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = user_signup(
             username=form.cleaned_data["username"], password=form.cleaned_data["password1"]
@@ -28,7 +30,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 def locked_out(
-    request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None
+    request: HttpRequest, original_response: HttpResponse | None, credentials: dict[str, Any] | None
 ) -> HttpResponse:
     """django-axes' answer to a sign-in refused for too many failures: a page saying when
     to try again, with 429. It never names the account, and is the same for every username,

@@ -10,7 +10,7 @@ from django.db import DatabaseError
 
 from .models import CatalogModel, Provider
 
-_PROVIDER_SETTINGS = {
+_PROVIDER_SETTINGS: dict[str, list[tuple[str, str]]] = {
     Provider.ANTHROPIC: [
         ("ANTHROPIC_API_KEY", "the API key sent as x-api-key"),
         ("ANTHROPIC_BASE_URL", "the Messages API's base URL"),

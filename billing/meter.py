@@ -15,9 +15,10 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -99,7 +100,7 @@ def reset_words(reset: datetime, now: datetime | None = None) -> str:
 
 
 # --- caps --------------------------------------------------------------------------------
-def user_cap_micros(user: AbstractBaseUser | None) -> int:
+def user_cap_micros(user: User | None) -> int:
     """A user's daily cap: their override, else the service's default (None: the default)."""
     override = (
         UserBudget.objects.filter(user=user).values_list("daily_cap_micros", flat=True).first()
@@ -119,11 +120,11 @@ def service_cap_micros() -> int:
     return ceiling if chosen is None else min(chosen, ceiling)
 
 
-def _scope(user: AbstractBaseUser) -> str:
+def _scope(user: User) -> str:
     return f"user:{user.pk}"
 
 
-def _row(scope: str, day: date, user: AbstractBaseUser | None) -> DailySpend:
+def _row(scope: str, day: date, user: User | None) -> DailySpend:
     """The day's row for a scope, created if missing (a racing creator is fine)."""
     try:
         row, _ = DailySpend.objects.get_or_create(scope=scope, day=day, defaults={"user": user})
@@ -201,23 +202,11 @@ def _refusal(scope: str, spent: int, cap: int, day: date, *, held: int = 0) -> R
     return Refused(refusal_words(scope, figures), scope=scope, figures=figures)
 
 
-def reserve(
-    *,
-    user: AbstractBaseUser,
-    model: CatalogModel,
-    input_tokens: int,
-    max_tokens: int,
-    conversation_id: object = None,
-    message_id: int | None = None,
-) -> Grant:
-    """Hold the most this turn can cost against the user's and the service's day.
-
-    If the money left cannot pay for `max_tokens` of reply but can pay for the input and
-    MIN_USEFUL_OUTPUT_TOKENS, the reply is shortened to fit; otherwise `Refused`.
-    """
+def _prices(model: CatalogModel) -> tuple[int, int]:
+    """The model's per-1k input and output prices; `Refused` when either is missing or
+    negative. Fail closed: a model without a sane price is never called."""
     price_in, price_out = model.input_price_per_1k_micros, model.output_price_per_1k_micros
     if price_in is None or price_out is None or price_in < 0 or price_out < 0:
-        # Fail closed: a model without a sane price is never called.
         raise Refused(
             _(
                 "This model has no valid price yet, so it cannot be used. An administrator "
@@ -225,47 +214,122 @@ def reserve(
             ),
             scope="price",
         )
+    return price_in, price_out
+
+
+@dataclass(frozen=True)
+class _LockedDay:
+    """The day's two rows, the user's and the service's, locked for this transaction, with
+    the caps they are held to: what reserving reads to decide what fits."""
+
+    day: date
+    user_row: DailySpend
+    service_row: DailySpend
+    user_cap: int
+    service_cap: int
+
+    @property
+    def user_left(self) -> int:
+        return self.user_cap - self.user_row.spent_micros - self.user_row.reserved_micros
+
+    @property
+    def service_left(self) -> int:
+        return self.service_cap - self.service_row.spent_micros - self.service_row.reserved_micros
+
+
+def _lock_day(user: User, day: date, user_cap: int, service_cap: int) -> _LockedDay:
+    """Create the day's rows if missing, then lock them. Always the user's row first, then
+    the service's: one order, no deadlock. Call inside the reserving transaction."""
+    user_row = _row(_scope(user), day, user)
+    service_row = _row(DailySpend.SERVICE, day, None)
+    user_row = DailySpend.objects.select_for_update().get(pk=user_row.pk)
+    service_row = DailySpend.objects.select_for_update().get(pk=service_row.pk)
+    return _LockedDay(day, user_row, service_row, user_cap, service_cap)
+
+
+def _fit(
+    locked: _LockedDay, *, input_tokens: int, max_tokens: int, price_in: int, price_out: int
+) -> tuple[int, int]:
+    """The reply's token limit and the amount to hold for it: `max_tokens` when the money
+    left pays for that; else shortened to what it pays for, if that is at least
+    MIN_USEFUL_OUTPUT_TOKENS (or `max_tokens`, if smaller); else `Refused`."""
+    user_left, service_left = locked.user_left, locked.service_left
+    left = min(user_left, service_left)
+    amount = cost_micros(input_tokens, max_tokens, price_in, price_out)
+    if amount <= left:
+        return max_tokens, amount
+    affordable = (left * 1000 - input_tokens * price_in) // price_out if price_out else max_tokens
+    tokens = min(max_tokens, affordable)
+    least = min(settings.MIN_USEFUL_OUTPUT_TOKENS, max_tokens)
+    if tokens < least:
+        raise _refusal_for_want(
+            locked, least_micros=cost_micros(input_tokens, least, price_in, price_out)
+        )
+    return tokens, cost_micros(input_tokens, tokens, price_in, price_out)
+
+
+def _refusal_for_want(locked: _LockedDay, *, least_micros: int) -> Refused:
+    """The refusal when even the shortest useful reply does not fit, in the words of the
+    budget that binds (the user's when both are equally short). Money held by replies still
+    being written comes back when they settle: a refusal for want of it says so, and
+    pauses nothing."""
+    user_left, service_left = locked.user_left, locked.service_left
+    if user_left <= service_left:
+        scope, binding, cap = "user", locked.user_row, locked.user_cap
+    else:
+        scope, binding, cap = "service", locked.service_row, locked.service_cap
+    unheld = min(
+        user_left + locked.user_row.reserved_micros,
+        service_left + locked.service_row.reserved_micros,
+    )
+    held = binding.reserved_micros
+    if held and least_micros <= unheld:
+        return _refusal(scope, binding.spent_micros, cap, locked.day, held=held)
+    return _refusal(scope, binding.spent_micros, cap, locked.day)
+
+
+def _hold(locked: _LockedDay, amount: int) -> None:
+    """Add `amount` to both rows' reserved money, each by one conditional UPDATE that
+    matches only while `spent + reserved + amount <= cap` still holds."""
+    rows = (
+        ("user", locked.user_row, locked.user_cap),
+        ("service", locked.service_row, locked.service_cap),
+    )
+    for scope, row, cap in rows:
+        held = DailySpend.objects.filter(
+            pk=row.pk, spent_micros__lte=cap - amount - F("reserved_micros")
+        ).update(reserved_micros=F("reserved_micros") + amount)
+        if held != 1:  # Cannot happen under the row lock; refuse rather than overspend.
+            raise _refusal(scope, row.spent_micros, cap, locked.day)
+
+
+def reserve(
+    *,
+    user: User,
+    model: CatalogModel,
+    input_tokens: int,
+    max_tokens: int,
+    conversation_id: UUID | None = None,
+    message_id: int | None = None,
+) -> Grant:
+    """Hold the most this turn can cost against the user's and the service's day.
+
+    If the money left cannot pay for `max_tokens` of reply but can pay for the input and
+    MIN_USEFUL_OUTPUT_TOKENS, the reply is shortened to fit; otherwise `Refused`.
+    """
+    price_in, price_out = _prices(model)
     day = today()
     user_cap, service_cap = user_cap_micros(user), service_cap_micros()
     with transaction.atomic():
-        user_row = _row(_scope(user), day, user)
-        service_row = _row(DailySpend.SERVICE, day, None)
-        # Always the user's row first, then the service's: one order, no deadlock.
-        user_row = DailySpend.objects.select_for_update().get(pk=user_row.pk)
-        service_row = DailySpend.objects.select_for_update().get(pk=service_row.pk)
-        user_left = user_cap - user_row.spent_micros - user_row.reserved_micros
-        service_left = service_cap - service_row.spent_micros - service_row.reserved_micros
-        left = min(user_left, service_left)
-
-        tokens = max_tokens
-        amount = cost_micros(input_tokens, tokens, price_in, price_out)
-        if amount > left:
-            affordable = (
-                (left * 1000 - input_tokens * price_in) // price_out if price_out else max_tokens
-            )
-            tokens = min(max_tokens, affordable)
-            least = min(settings.MIN_USEFUL_OUTPUT_TOKENS, max_tokens)
-            if tokens < least:
-                binding = user_row if user_left <= service_left else service_row
-                scope = "user" if binding is user_row else "service"
-                cap = user_cap if binding is user_row else service_cap
-                # Money held by replies still being written comes back when they settle:
-                # a refusal for want of it says so, and pauses nothing.
-                unheld = min(
-                    user_left + user_row.reserved_micros, service_left + service_row.reserved_micros
-                )
-                held = binding.reserved_micros
-                if held and cost_micros(input_tokens, least, price_in, price_out) <= unheld:
-                    raise _refusal(scope, binding.spent_micros, cap, day, held=held)
-                raise _refusal(scope, binding.spent_micros, cap, day)
-            amount = cost_micros(input_tokens, tokens, price_in, price_out)
-
-        for row, cap in ((user_row, user_cap), (service_row, service_cap)):
-            held = DailySpend.objects.filter(
-                pk=row.pk, spent_micros__lte=cap - amount - F("reserved_micros")
-            ).update(reserved_micros=F("reserved_micros") + amount)
-            if held != 1:  # Cannot happen under the row lock; refuse rather than overspend.
-                raise _refusal("user" if row is user_row else "service", row.spent_micros, cap, day)
+        locked = _lock_day(user, day, user_cap, service_cap)
+        tokens, amount = _fit(
+            locked,
+            input_tokens=input_tokens,
+            max_tokens=max_tokens,
+            price_in=price_in,
+            price_out=price_out,
+        )
+        _hold(locked, amount)
         reservation = Reservation.objects.create(
             user=user,
             day=day,
@@ -305,13 +369,13 @@ def settle(*, reservation_id: int, attempts: list[Attempt]) -> int | None:
     input larger than estimated) is charged only as far as the caps allow.
     """
     with transaction.atomic():
+        # The claim is the exactly-once: only the call that turns HELD into SETTLED goes on.
         claimed = Reservation.objects.filter(
             pk=reservation_id, state=Reservation.State.HELD
         ).update(state=Reservation.State.SETTLED, settled_at=timezone.now())
         if not claimed:
             return None
         reservation = Reservation.objects.select_related("user").get(pk=reservation_id)
-        user = reservation.user
         costs = [
             cost_micros(
                 a.input_tokens,
@@ -321,52 +385,68 @@ def settle(*, reservation_id: int, attempts: list[Attempt]) -> int | None:
             )
             for a in attempts
         ]
-        user_row = DailySpend.objects.select_for_update().get(
-            scope=_scope(user), day=reservation.day
-        )
-        service_row = DailySpend.objects.select_for_update().get(
-            scope=DailySpend.SERVICE, day=reservation.day
-        )
-        amount = reservation.amount_micros
-        room = min(
-            user_cap_micros(user) - user_row.spent_micros - user_row.reserved_micros + amount,
-            service_cap_micros() - service_row.spent_micros - service_row.reserved_micros + amount,
-        )
-        charged_total = max(0, min(sum(costs), room))
-        for row in (user_row, service_row):
-            DailySpend.objects.filter(pk=row.pk).update(
-                reserved_micros=F("reserved_micros") - amount,
-                spent_micros=F("spent_micros") + charged_total,
-            )
-        remaining = charged_total
-        records = []
-        for attempt, cost in zip(attempts, costs, strict=True):
-            charged = min(cost, remaining)
-            remaining -= charged
-            records.append(
-                UsageRecord(
-                    reservation=reservation,
-                    user=user,
-                    day=reservation.day,
-                    conversation_id=reservation.conversation_id,
-                    message_id=reservation.message_id,
-                    model=reservation.model,
-                    input_tokens=attempt.input_tokens,
-                    output_tokens=attempt.output_tokens,
-                    cost_micros=cost,
-                    charged_micros=charged,
-                    outcome=attempt.outcome,
-                    error_kind=attempt.error_kind,
-                    error_detail=attempt.error_detail,
-                    upstream_request_id=attempt.upstream_request_id,
-                    ttft_ms=attempt.ttft_ms,
-                    duration_ms=attempt.duration_ms,
-                    retries=attempt.retries,
-                )
-            )
-        UsageRecord.objects.bulk_create(records)
+        charged_total = _release_and_charge(reservation, sum(costs))
+        UsageRecord.objects.bulk_create(_usage_records(reservation, attempts, costs, charged_total))
         Reservation.objects.filter(pk=reservation_id).update(charged_micros=charged_total)
     return charged_total
+
+
+def _release_and_charge(reservation: Reservation, cost: int) -> int:
+    """Lock the reservation's day rows (the user's, then the service's: the order reserving
+    uses), give back what it held and charge `cost`, as far as the caps allow. Returns what
+    was charged. Call inside the settling transaction."""
+    user = reservation.user
+    user_row = DailySpend.objects.select_for_update().get(scope=_scope(user), day=reservation.day)
+    service_row = DailySpend.objects.select_for_update().get(
+        scope=DailySpend.SERVICE, day=reservation.day
+    )
+    amount = reservation.amount_micros
+    room = min(
+        user_cap_micros(user) - user_row.spent_micros - user_row.reserved_micros + amount,
+        service_cap_micros() - service_row.spent_micros - service_row.reserved_micros + amount,
+    )
+    charged_total = max(0, min(cost, room))
+    for row in (user_row, service_row):
+        DailySpend.objects.filter(pk=row.pk).update(
+            reserved_micros=F("reserved_micros") - amount,
+            spent_micros=F("spent_micros") + charged_total,
+        )
+    return charged_total
+
+
+def _usage_records(
+    reservation: Reservation, attempts: list[Attempt], costs: list[int], charged_total: int
+) -> list[UsageRecord]:
+    """One usage record an attempt, for the ledger. What was charged is spread over the
+    attempts in order, so the records of a day add up to its spend even when the caps cut
+    the charge short."""
+    remaining = charged_total
+    records = []
+    for attempt, cost in zip(attempts, costs, strict=True):
+        charged = min(cost, remaining)
+        remaining -= charged
+        records.append(
+            UsageRecord(
+                reservation=reservation,
+                user=reservation.user,
+                day=reservation.day,
+                conversation_id=reservation.conversation_id,
+                message_id=reservation.message_id,
+                model=reservation.model,
+                input_tokens=attempt.input_tokens,
+                output_tokens=attempt.output_tokens,
+                cost_micros=cost,
+                charged_micros=charged,
+                outcome=attempt.outcome,
+                error_kind=attempt.error_kind,
+                error_detail=attempt.error_detail,
+                upstream_request_id=attempt.upstream_request_id,
+                ttft_ms=attempt.ttft_ms,
+                duration_ms=attempt.duration_ms,
+                retries=attempt.retries,
+            )
+        )
+    return records
 
 
 def release_unused(reservation_id: int, *, outcome: str = Outcome.FAILED) -> int | None:
@@ -440,7 +520,7 @@ class Spend:
         }
 
 
-def spend_today(user: AbstractBaseUser, *, refused: str = "") -> Spend:
+def spend_today(user: User, *, refused: str = "") -> Spend:
     """The user's day. `refused`: the scope ("user" or "service") of a refusal the caller
     knows was recorded since the last turn that started (conversations.figures.spend_for);
     a budget or a service limit spent to its cap pauses without one."""
@@ -468,12 +548,7 @@ def spend_today(user: AbstractBaseUser, *, refused: str = "") -> Spend:
     return Spend(spent, cap, left, resets_at(day), paused_scope=scope, held_micros=held)
 
 
-def held_reservations_older_than(seconds: int) -> list[Reservation]:
-    cutoff = timezone.now() - timedelta(seconds=seconds)
-    return list(Reservation.objects.filter(state=Reservation.State.HELD, created_at__lt=cutoff))
-
-
-def ledger_total(day: date, *, user: AbstractBaseUser | None = None) -> int:
+def ledger_total(day: date, *, user: User | None = None) -> int:
     records = UsageRecord.objects.filter(day=day)
     if user is not None:
         records = records.filter(user=user)

@@ -13,7 +13,7 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     """The in-memory channel layer reaches only the process it lives in: with several
     worker processes a reply would stream to some viewers and not others. It is for one
     process on a laptop (DEBUG on), never for production."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    backend = str(settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""))
     if not settings.DEBUG and backend.endswith("InMemoryChannelLayer"):
         return [
             Error(

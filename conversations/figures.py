@@ -9,7 +9,7 @@ from datetime import datetime, time
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Exists, OuterRef, Q, Sum
 
 from billing import catalog, meter
@@ -21,7 +21,7 @@ from .selectors import shown_messages
 CONTEXT_WARNING = 0.8  # the model card: quality degrades near the context limit
 
 
-def spend_for(user: AbstractBaseUser) -> meter.Spend:
+def spend_for(user: User) -> meter.Spend:
     """The user's day, paused (by its scope: their budget or the service's limit) if their
     latest turn was refused for want of budget and none has started since (a cheaper or
     free model may still answer). A refusal only for money that replies still being

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -137,12 +138,12 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"  # not its text: admin pages show this
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.context_tokens = context_tokens(self.content)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "content" in update_fields:
             kwargs["update_fields"] = {*update_fields, "context_tokens"}
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:

@@ -7,7 +7,7 @@ import re
 import uuid
 from functools import reduce
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -20,9 +20,7 @@ from llm.base import ChatMessage
 from .models import Conversation, Message
 
 
-def get_conversation_for_user(
-    user: AbstractBaseUser | AnonymousUser, conversation_id: object
-) -> Conversation:
+def get_conversation_for_user(user: User | AnonymousUser, conversation_id: object) -> Conversation:
     """The conversation with this id if `user` owns it; Http404 otherwise, whatever the
     reason (no such id, someone else's, a malformed id), so nothing can be learned."""
     if not user.is_authenticated:
@@ -62,14 +60,12 @@ PAGE_MESSAGES = 50  # messages a page opens with; older ones load on scroll
 PAGE_CONVERSATIONS = 50
 
 
-def conversations_for_user(
-    user: AbstractBaseUser, *, archived: bool = False
-) -> QuerySet[Conversation]:
+def conversations_for_user(user: User, *, archived: bool = False) -> QuerySet[Conversation]:
     return Conversation.objects.filter(owner=user, archived=archived).order_by("-updated_at", "-id")
 
 
 def conversation_page(
-    user: AbstractBaseUser, *, archived: bool = False, page: int = 1
+    user: User, *, archived: bool = False, page: int = 1
 ) -> tuple[list[Conversation], int | None]:
     """A page of the user's conversations, newest first, and the next page's number."""
     page = min(max(1, page), 100_000)
@@ -97,9 +93,7 @@ def search_words(query: str) -> list[str]:
     return words[:SEARCH_MAX_WORDS]
 
 
-def search_conversations(
-    user: AbstractBaseUser, query: str, *, limit: int = 50
-) -> list[Conversation]:
+def search_conversations(user: User, query: str, *, limit: int = 50) -> list[Conversation]:
     """The user's conversations in which every word of `query` is in the title or in a
     shown message (words may be in different places, in any order).
 
@@ -120,7 +114,7 @@ def search_conversations(
     return rows
 
 
-def _search_words(user: AbstractBaseUser, words: list[str], limit: int) -> list[Conversation]:
+def _search_words(user: User, words: list[str], limit: int) -> list[Conversation]:
     found = Conversation.objects.filter(owner=user)
     for word in words:
         with_word = Message.objects.filter(
@@ -130,7 +124,7 @@ def _search_words(user: AbstractBaseUser, words: list[str], limit: int) -> list[
     return list(found.order_by("-updated_at", "-id")[:limit])
 
 
-def _search_postgresql(user: AbstractBaseUser, words: list[str], limit: int) -> list[Conversation]:
+def _search_postgresql(user: User, words: list[str], limit: int) -> list[Conversation]:
     from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 
     def prefix(word: str) -> SearchQuery:
@@ -186,7 +180,7 @@ def mark_words(text: str, words: list[str]) -> str:
     text goes through escape(): message text is user or model data, never markup."""
     pieces = _words_pattern(words).split(text) if words else [text]
     found = _words_pattern(words).findall(text) if words else []
-    out = [escape(pieces[0])]
+    out: list[str] = [escape(pieces[0])]
     for match, after in zip(found, pieces[1:], strict=True):
         out.append(f"<mark>{escape(match)}</mark>{escape(after)}")
     return mark_safe("".join(out))  # every piece escaped above

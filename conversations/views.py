@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from accounts.http import AuthenticatedHttpRequest
 from billing import catalog
 
 from . import exports, figures, services
@@ -68,19 +69,19 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _page(request: HttpRequest, context: dict[str, object]) -> HttpResponse:
+def _page(request: AuthenticatedHttpRequest, context: dict[str, object]) -> HttpResponse:
     conversation = context["conversation"]
     rows, context["next_page"] = conversation_page(request.user)
     context["conversation_groups"] = conversation_groups(rows)
-    context["models"] = catalog.available_models()
-    context["current_model"] = (
+    context["models"] = models = catalog.available_models()
+    context["current_model"] = current_model = (
         conversation.model if isinstance(conversation, Conversation) else catalog.default_model()
     )
     context["spend"] = figures.spend_for(request.user)
     shown = conversation if isinstance(conversation, Conversation) else None
-    context["estimate"] = figures.cost_estimate(shown, context["models"])
+    context["estimate"] = figures.cost_estimate(shown, models)
     context["gauge"] = figures.context_gauge(shown)
-    context["model_name"] = catalog.display_name(context["current_model"])
+    context["model_name"] = catalog.display_name(current_model)
     if isinstance(conversation, Conversation):
         context.setdefault("open_dialog", _dialog(request))
         context["settings_form"] = context.get("settings_form") or SettingsForm(
@@ -97,20 +98,20 @@ def _dialog(request: HttpRequest) -> str | None:
 
 
 @login_required
-def chat(request: HttpRequest) -> HttpResponse:
+def chat(request: AuthenticatedHttpRequest) -> HttpResponse:
     """A new, empty chat. The conversation is created by its first message."""
     return _page(request, {"conversation": None, "thread": []})
 
 
 @login_required
-def conversation(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def conversation(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = get_conversation_for_user(request.user, conversation_id)
     shown, older = messages_for_page(conversation, before=_int(request.GET.get("before")))
     return _page(request, {"conversation": conversation, "thread": shown, "older": older})
 
 
 @login_required
-def older_messages(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def older_messages(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """The messages before `before`, for the page to put above the ones it shows."""
     conversation = get_conversation_for_user(request.user, conversation_id)
     shown, older = messages_for_page(conversation, before=_int(request.GET.get("before")))
@@ -122,7 +123,9 @@ def older_messages(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
 
 
 @login_required
-def conversation_menu(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def conversation_menu(
+    request: AuthenticatedHttpRequest, conversation_id: uuid.UUID
+) -> HttpResponse:
     """The Conversation menu alone, for a chat that was opened over the websocket."""
     conversation = get_conversation_for_user(request.user, conversation_id)
     return render(
@@ -133,7 +136,7 @@ def conversation_menu(request: HttpRequest, conversation_id: uuid.UUID) -> HttpR
 
 
 @login_required
-def conversation_list(request: HttpRequest) -> HttpResponse:
+def conversation_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """All the user's conversations, page by page; the archived ones; or a search."""
     query = request.GET.get("q", "").strip()
     archived = request.GET.get("archived") == "1"
@@ -156,7 +159,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def rename(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = get_conversation_for_user(request.user, conversation_id)
     try:
         services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
@@ -167,7 +170,7 @@ def rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def archive(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def archive(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = get_conversation_for_user(request.user, conversation_id)
     archived = request.POST.get("archived") == "1"
     services.conversation_archive(conversation=conversation, archived=archived)
@@ -178,7 +181,7 @@ def archive(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
 
 
 @login_required
-def delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def delete(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """GET asks for confirmation; POST deletes."""
     conversation = get_conversation_for_user(request.user, conversation_id)
     if request.method == "POST":
@@ -217,7 +220,7 @@ class SettingsForm(forms.ModelForm):
 
 @login_required
 @require_POST
-def configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def configure(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = get_conversation_for_user(request.user, conversation_id)
     form = SettingsForm(request.POST, instance=Conversation.objects.get(pk=conversation.pk))
     if form.is_valid():
@@ -247,7 +250,7 @@ def configure(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
 
 
 @login_required
-def export(request: HttpRequest, conversation_id: uuid.UUID, fmt: str) -> HttpResponse:
+def export(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID, fmt: str) -> HttpResponse:
     conversation = get_conversation_for_user(request.user, conversation_id)
     if fmt == "json":
         body, content_type = exports.as_json(conversation), "application/json"

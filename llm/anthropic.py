@@ -71,7 +71,8 @@ def classify_error(
 
 def error_from_response(status: int, headers: httpx.Headers, body: bytes) -> StreamError:
     request_id = headers.get("request-id", "")
-    error_type, message, details = "", "", {}
+    error_type, message = "", ""
+    details: object = {}
     try:
         payload = json.loads(body)
         error = payload.get("error") or {}
@@ -209,18 +210,17 @@ async def _parse_events(sse_events: AsyncIterator[Any], request_id: str) -> Asyn
         elif kind == "error":
             error = _dict(data.get("error"))
             error_type = str(error.get("type", ""))
-            message = str(error.get("message", ""))
-            details = error.get("details") if isinstance(error.get("details"), dict) else {}
+            error_text = str(error.get("message", ""))
             yield StreamError(
                 # Classified by error.type: the HTTP status was 200.
                 kind=classify_error(
                     status=None,
                     error_type=error_type,
-                    message=message,
+                    message=error_text,
                     retry_after=0.0,
-                    details=details,
+                    details=_dict(error.get("details")),
                 ),
-                message=message or error_type,
+                message=error_text or error_type,
                 error_type=error_type,
                 request_id=request_id,
             )

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .base import (
     ChatRequest,
@@ -32,6 +32,10 @@ from .base import (
     TextDelta,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -68,13 +72,13 @@ class LocalModel:
 
     def __init__(self, config: LocalConfig):
         self.config = config
-        self._llama: Any = None
+        self._llama: Llama | None = None
         self._load_lock = threading.Lock()
         self._queue: list[_Ticket] = []
         self._turn = threading.Condition()
 
     # --- loading and tokens --------------------------------------------------------------
-    def llama(self) -> Any:
+    def llama(self) -> Llama:
         with self._load_lock:
             if self._llama is None:
                 from llama_cpp import Llama
@@ -101,7 +105,9 @@ class LocalModel:
         prefill = turns.pop().content if turns and turns[-1].role == "assistant" else ""
         messages = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": m.role, "content": m.content} for m in turns]
-        return formatter(messages=messages).prompt + prefill
+        # Every role is "user" or "assistant" (base.Message), and the system's is "system".
+        typed = cast("list[ChatCompletionRequestMessage]", messages)
+        return formatter(messages=typed).prompt + prefill
 
     def prompt_tokens(self, request: ChatRequest) -> list[int]:
         return self.llama().tokenize(

@@ -97,57 +97,65 @@ class OpenAIProvider(HttpProvider):
                     yield _error(response.status_code, response.headers, await response.aread())
                     return
                 request_id = response.headers.get("x-request-id", "")
-                started = False
-                finish: str | None = None
-                async for sse in source.aiter_sse():
-                    if sse.data == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(sse.data)
-                    except ValueError:
-                        yield StreamError(
-                            kind=ErrorKind.MALFORMED,
-                            message=f"Unreadable chunk: {sse.data[:200]!r}",
-                            request_id=request_id,
-                        )
-                        return
-                    if not isinstance(chunk, dict):
-                        continue
-                    if "error" in chunk:
-                        error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                        yield StreamError(
-                            kind=ErrorKind.SERVER,
-                            message=str(error.get("message", chunk["error"])),
-                            error_type=str(error.get("type", "")),
-                            request_id=request_id,
-                        )
-                        return
-                    if not started:
-                        started = True
-                        yield StreamStarted(
-                            request_id=request_id or str(chunk.get("id", "")),
-                            model=str(chunk.get("model", "")),
-                        )
-                    for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            yield TextDelta(text)
-                        finish = choice.get("finish_reason") or finish
-                    usage = chunk.get("usage")
-                    if isinstance(usage, dict):
-                        yield Usage(
-                            input_tokens=usage.get("prompt_tokens"),
-                            output_tokens=usage.get("completion_tokens"),
-                        )
-                if finish is None:
-                    yield StreamError(
-                        kind=ErrorKind.CONNECTION,
-                        message="The stream ended without a finish reason.",
-                        request_id=request_id,
-                    )
-                    return
-                yield StreamEnd(stop_reason=_STOP_REASONS.get(finish, finish))
+                async for event in _parse_chunks(source.aiter_sse(), request_id):
+                    yield event
         except (httpx.TransportError, httpx.StreamError) as exc:
             yield transport_error(exc)
         except SSEError as exc:
             yield StreamError(kind=ErrorKind.MALFORMED, message=f"Not an event stream: {exc}")
+
+
+async def _parse_chunks(sse_events: AsyncIterator[Any], request_id: str) -> AsyncIterator[Event]:
+    """Turn the stream's chunks into normalised events. It ends with StreamEnd, or with a
+    StreamError when a chunk is unreadable or is an error, or when the stream stops without
+    a finish reason (the connection broke: "[DONE]" alone does not make a reply whole)."""
+    started = False
+    finish: str | None = None
+    async for sse in sse_events:
+        if sse.data == "[DONE]":
+            break
+        try:
+            chunk = json.loads(sse.data)
+        except ValueError:
+            yield StreamError(
+                kind=ErrorKind.MALFORMED,
+                message=f"Unreadable chunk: {sse.data[:200]!r}",
+                request_id=request_id,
+            )
+            return
+        if not isinstance(chunk, dict):
+            continue
+        if "error" in chunk:
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            yield StreamError(
+                kind=ErrorKind.SERVER,
+                message=str(error.get("message", chunk["error"])),
+                error_type=str(error.get("type", "")),
+                request_id=request_id,
+            )
+            return
+        if not started:
+            started = True
+            yield StreamStarted(
+                request_id=request_id or str(chunk.get("id", "")),
+                model=str(chunk.get("model", "")),
+            )
+        for choice in chunk.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                yield TextDelta(text)
+            finish = choice.get("finish_reason") or finish
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            yield Usage(
+                input_tokens=usage.get("prompt_tokens"),
+                output_tokens=usage.get("completion_tokens"),
+            )
+    if finish is None:
+        yield StreamError(
+            kind=ErrorKind.CONNECTION,
+            message="The stream ended without a finish reason.",
+            request_id=request_id,
+        )
+        return
+    yield StreamEnd(stop_reason=_STOP_REASONS.get(finish, finish))

@@ -12,7 +12,7 @@ from django.core.checks import CheckMessage, Error, register
 def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if settings.DEBUG:
         return []  # a laptop: anything goes
-    problems = []
+    problems: list[CheckMessage] = []
     if settings.SECRET_KEY == settings.DEFAULT_SECRET_KEY or len(settings.SECRET_KEY) < 50:
         problems.append(
             Error(

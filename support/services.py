@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from .models import AuditLog
@@ -13,7 +15,7 @@ from .models import AuditLog
 GRANT_SECONDS = 15 * 60  # how long a recorded reason opens a conversation's text
 
 
-def set_active(users: Iterable[AbstractBaseUser], *, active: bool) -> int:
+def set_active(users: Iterable[User], *, active: bool) -> int:
     """Suspend (active=False) or reactivate people; how many changed. Suspended people
     cannot sign in or start a turn, and saving them closes their open sockets (see
     signals.py)."""
@@ -26,7 +28,7 @@ def set_active(users: Iterable[AbstractBaseUser], *, active: bool) -> int:
     return count
 
 
-def reads_freely(user: AbstractBaseUser) -> bool:
+def reads_freely(user: User | AnonymousUser) -> bool:
     """Admins read conversation text without giving a reason (their reads are logged)."""
     return bool(user.is_superuser)
 
@@ -41,8 +43,10 @@ def may_read(request: HttpRequest, conversation_id: object) -> bool:
 
 
 def record_reason(
-    request: HttpRequest, *, conversation_id: object, owner: AbstractBaseUser | None, reason: str
+    request: HttpRequest, *, conversation_id: UUID, owner: User | None, reason: str
 ) -> AuditLog:
+    if not request.user.is_authenticated:  # the admin site lets only staff in
+        raise PermissionDenied
     entry = AuditLog.objects.create(
         actor=request.user, conversation_id=conversation_id, owner=owner, reason=reason
     )

@@ -6,13 +6,15 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.http import AuthenticatedHttpRequest
 from billing import meter
 from billing.models import DailySpend, UsageRecord
 from conversations.models import Conversation
@@ -113,6 +115,54 @@ def percentile(values: list[int], share: float) -> int | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1])
 
 
+def _top_users(day: date) -> list[dict[str, str]]:
+    """The ten people who spent most on `day`, by name (their scope if the account is
+    gone), with what they spent."""
+    top_rows = list(
+        DailySpend.objects.filter(day=day, scope__startswith="user:", spent_micros__gt=0)
+        .order_by("-spent_micros")
+        .values_list("scope", "spent_micros")[:10]
+    )
+    names = dict(
+        get_user_model()
+        .objects.filter(pk__in=[int(scope.split(":")[1]) for scope, _ in top_rows])
+        .values_list("pk", "username")
+    )
+    return [
+        {"name": names.get(int(scope.split(":")[1]), scope), "spent": meter.format_usd(spent)}
+        for scope, spent in top_rows
+    ]
+
+
+def _upstream_figures(records: QuerySet[UsageRecord]) -> dict[str, object]:
+    """How the upstream behaved over `records`: time to first token at three percentiles,
+    requests, rate limits met and retries taken."""
+    # The most recent 100,000 (a bounded page load, and the freshest picture).
+    ttfts = sorted(
+        ttft
+        for ttft in records.filter(ttft_ms__isnull=False)
+        .order_by("-created_at")
+        .values_list("ttft_ms", flat=True)[:100_000]
+        if ttft is not None
+    )
+    upstream = records.aggregate(
+        rate_limited=Count("id", filter=Q(error_kind="rate_limit")),
+        retries=Sum("retries"),
+        requests=Count("id"),
+    )
+    return {
+        "ttft": {
+            "p50": percentile(ttfts, 0.50),
+            "p95": percentile(ttfts, 0.95),
+            "p99": percentile(ttfts, 0.99),
+            "count": len(ttfts),
+        },
+        "rate_limited": upstream["rate_limited"],
+        "retries": upstream["retries"] or 0,
+        "requests": upstream["requests"],
+    }
+
+
 @login_required
 @permission_required("support.view_dashboard", raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -124,22 +174,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     }
     spent_today = service.get(today, 0)
     cap = meter.service_cap_micros()
-
-    top_rows = list(
-        DailySpend.objects.filter(day=today, scope__startswith="user:", spent_micros__gt=0)
-        .order_by("-spent_micros")
-        .values_list("scope", "spent_micros")[:10]
-    )
-    names = dict(
-        get_user_model()
-        .objects.filter(pk__in=[int(scope.split(":")[1]) for scope, _ in top_rows])
-        .values_list("pk", "username")
-    )
-    top_users = [
-        {"name": names.get(int(scope.split(":")[1]), scope), "spent": meter.format_usd(spent)}
-        for scope, spent in top_rows
-    ]
-
     records = UsageRecord.objects.filter(day__gte=since)
     errors_by_day = dict(records.exclude(error_kind="").values_list("day").annotate(n=Count("id")))
     errors_by_kind = list(
@@ -147,17 +181,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         .values("error_kind")
         .annotate(n=Count("id"))
         .order_by("-n", "error_kind")
-    )
-    # The most recent 100,000 (a bounded page load, and the freshest picture).
-    ttfts = sorted(
-        records.filter(ttft_ms__isnull=False)
-        .order_by("-created_at")
-        .values_list("ttft_ms", flat=True)[:100_000]
-    )
-    upstream = records.aggregate(
-        rate_limited=Count("id", filter=Q(error_kind="rate_limit")),
-        retries=Sum("retries"),
-        requests=Count("id"),
     )
     context = {
         "today": today,
@@ -169,16 +192,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "errors_by_kind": [
             {**row, "label": error_kind_label(row["error_kind"])} for row in errors_by_kind
         ],
-        "top_users": top_users,
-        "ttft": {
-            "p50": percentile(ttfts, 0.50),
-            "p95": percentile(ttfts, 0.95),
-            "p99": percentile(ttfts, 0.99),
-            "count": len(ttfts),
-        },
-        "rate_limited": upstream["rate_limited"],
-        "retries": upstream["retries"] or 0,
-        "requests": upstream["requests"],
+        "top_users": _top_users(today),
+        **_upstream_figures(records),
         "chart_height": CHART_HEIGHT,
         "chart_width": DAYS * BAR_PITCH,
     }
@@ -186,7 +201,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def usage(request: HttpRequest) -> HttpResponse:
+def usage(request: AuthenticatedHttpRequest) -> HttpResponse:
     """What I spent: per day, per conversation, and what is left today."""
     today = meter.today()
     since = today - timedelta(days=DAYS - 1)
@@ -195,20 +210,25 @@ def usage(request: HttpRequest) -> HttpResponse:
         row.day: row.spent_micros
         for row in DailySpend.objects.filter(scope=f"user:{request.user.pk}", day__gte=since)
     }
-    per_conversation = list(
+    rows = list(
         UsageRecord.objects.filter(user=request.user, day__gte=since)
         .values("conversation_id")
         .annotate(spent=Sum("charged_micros"), requests=Count("id"))
         .order_by("-spent")[:50]
     )
-    titles = dict(
+    titles: dict[UUID | None, str] = dict(
         Conversation.objects.filter(
-            owner=request.user, pk__in=[row["conversation_id"] for row in per_conversation]
+            owner=request.user, pk__in=[row["conversation_id"] for row in rows]
         ).values_list("pk", "title")
     )
-    for row in per_conversation:
-        row["title"] = titles.get(row["conversation_id"])
-        row["spent_text"] = meter.format_usd(row["spent"] or 0)
+    per_conversation = [
+        {
+            **row,
+            "title": titles.get(row["conversation_id"]),
+            "spent_text": meter.format_usd(row["spent"] or 0),
+        }
+        for row in rows
+    ]
     context = {
         "spend": spend,
         # What a turn may still reserve, as the chat's meter says: less what replies being

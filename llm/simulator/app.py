@@ -434,7 +434,7 @@ class Simulator:
         async def emit(*chunks: bytes) -> None:
             await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
 
-        message = {
+        message: dict[str, Any] = {
             "id": message_id,
             "type": "message",
             "role": "assistant",

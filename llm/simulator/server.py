@@ -63,9 +63,8 @@ def start_in_thread(
     """Start the simulator on its own event loop in a daemon thread; return once it listens."""
     app = Simulator(config)
     port = port or _free_port(host)
+    # uvicorn installs no signal handlers off the main thread (Server.capture_signals).
     server = uvicorn.Server(_config(app, host, port, "warning"))
-    # Signal handlers can only be installed from the main thread.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
 
     def run() -> None:
         asyncio.run(server.serve())

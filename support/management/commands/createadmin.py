@@ -33,10 +33,9 @@ class Command(BaseCommand):
         if not password:
             raise CommandError("Give a password with ADMIN_PASSWORD (or --password).")
         users = get_user_model()
-        user = users.objects.filter(username=options["username"]).first()
-        created = user is None
-        if created:
-            user = users(username=options["username"])
+        existing = users.objects.filter(username=options["username"]).first()
+        created = existing is None
+        user = users(username=options["username"]) if existing is None else existing
         try:
             validate_password(password, user)
         except ValidationError as error:

@@ -41,8 +41,8 @@ class Command(BaseCommand):
         for row in records.values("outcome").annotate(n=Count("id")).order_by("-n"):
             out(f"  {row['outcome']}: {row['n']}")
         errors = records.exclude(error_kind="").values("error_kind").annotate(n=Count("id"))
-        for row in errors.order_by("-n"):
-            out(f"  error {row['error_kind']}: {row['n']}")
+        for error in errors.order_by("-n"):
+            out(f"  error {error['error_kind']}: {error['n']}")
         top = (
             records.values("user__username")
             .annotate(spent=Sum("charged_micros"))
@@ -50,5 +50,5 @@ class Command(BaseCommand):
         )
         if top:
             out("Top users:")
-            for row in top:
-                out(f"  {row['user__username']}: {meter.format_usd(row['spent'] or 0)}")
+            for person in top:
+                out(f"  {person['user__username']}: {meter.format_usd(person['spent'] or 0)}")
