@@ -19,10 +19,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
+from uuid import UUID
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connections, transaction
 from tenacity import (
     AsyncRetrying,
@@ -68,11 +69,11 @@ __all__ = [
 
 def reserve(
     *,
-    user: AbstractBaseUser,
+    user: User,
     model: catalog.Model,
     input_tokens: int,
     max_tokens: int,
-    conversation_id: object = None,
+    conversation_id: UUID | None = None,
     message_id: int | None = None,
 ) -> meter.Grant:
     """Hold the most a call can cost against the payer's and the service's day, before
@@ -472,12 +473,13 @@ def settle_abandoned(
     settled already)."""
 
     def charged_in_all(charged: int | None) -> _T:
-        stored = (
-            Reservation.objects.filter(pk=reservation_id)
-            .values_list("charged_micros", flat=True)
-            .first()
-        )
-        return record(stored if charged is None else charged)
+        if charged is None and reservation_id is not None:  # settled already: as it was
+            charged = (
+                Reservation.objects.filter(pk=reservation_id)
+                .values_list("charged_micros", flat=True)
+                .first()
+            )
+        return record(charged)
 
     attempts: list[meter.Attempt] = []
     if reservation_id is not None:
@@ -501,4 +503,7 @@ def off_the_shared_thread(func: Callable[..., _T]) -> Callable[..., Awaitable[_T
     SQLite, which takes one writer at a time anyway (and whose shared in-memory test
     database locks whole tables)."""
     parallel = connections["default"].vendor != "sqlite"
-    return database_sync_to_async(func, thread_sensitive=not parallel)  # type: ignore[return-value]
+    wrapped: Callable[..., Awaitable[_T]] = database_sync_to_async(
+        func, thread_sensitive=not parallel
+    )
+    return wrapped

@@ -28,7 +28,6 @@ from django.utils.translation import gettext as _
 from .models import (
     CatalogModel,
     DailySpend,
-    Outcome,
     Reservation,
     ServiceSettings,
     UsageRecord,
@@ -447,14 +446,6 @@ def _usage_records(
             )
         )
     return records
-
-
-def release_unused(reservation_id: int, *, outcome: str = Outcome.FAILED) -> int | None:
-    """Settle a turn that never reached the upstream: nothing is charged."""
-    return settle(
-        reservation_id=reservation_id,
-        attempts=[Attempt(input_tokens=0, output_tokens=0, outcome=outcome)],
-    )
 
 
 # --- reads -------------------------------------------------------------------------------

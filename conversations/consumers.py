@@ -77,7 +77,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_subscribe(self, request: protocol.Subscribe) -> None:
         conversation = await self._conversation(request.conversation)
         if conversation is None:
-            await self.send(text_data=frames.error(NOT_FOUND))
+            await self.send(text_data=frames.error(str(NOT_FOUND)))
             return
         await self._watch(conversation)
         for reply_id, after in request.resume:
@@ -127,7 +127,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         conversation = await self._conversation(request.conversation)
         if conversation is None:
-            await self.send(text_data=frames.error(NOT_FOUND, restore=restore))
+            await self.send(text_data=frames.error(str(NOT_FOUND), restore=restore))
             return
         try:
             if request.model:

@@ -8,6 +8,7 @@ ends those whose process died, settling them through the same metered-call code
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from django.conf import settings
@@ -64,21 +65,25 @@ def recover_stale_turns(*, stale_after: int | None = None) -> int:
         updated_at__lt=cutoff,
     )
     for reply in stale:
-        html = render_markdown(reply.content) if reply.content else ""
         done = calls.settle_abandoned(
             reply.reservation_id,
             output_text=reply.content[reply.continued_from :],
-            record=lambda charged, reply=reply, html=html: turn_finish(
-                reply_id=reply.pk,
-                status=Message.Status.INTERRUPTED,
-                content=reply.content,
-                content_html=html,
-                charged=charged,
-                last=None,
-            ),
+            record=functools.partial(_interrupted, reply),
         )
         recovered += done.status == Message.Status.INTERRUPTED
     return recovered
+
+
+def _interrupted(reply: Message, charged: int | None) -> Message:
+    """A recovered reply, as its last checkpoint had it."""
+    return turn_finish(
+        reply_id=reply.pk,
+        status=Message.Status.INTERRUPTED,
+        content=reply.content,
+        content_html=render_markdown(reply.content) if reply.content else "",
+        charged=charged,
+        last=None,
+    )
 
 
 def reply_finish(

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -24,7 +24,7 @@ from .models import Conversation, Message
 from .services import TurnRefused
 
 
-def lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Conversation:
+def lock_for_turn(user: User, conversation: Conversation) -> Conversation:
     """Inside a transaction: lock the user's row and the conversation's, then check the
     fairness limits, so two requests of one user cannot both pass them. Returns the locked
     conversation."""
@@ -54,7 +54,7 @@ def lock_for_turn(user: AbstractBaseUser, conversation: Conversation) -> Convers
     return locked
 
 
-def within_rpm(user: AbstractBaseUser) -> None:
+def within_rpm(user: User) -> None:
     """At most USER_RPM turns a minute. Every request that may reach a model holds a
     reservation, and a message refused for want of budget leaves a refused reply: count
     this minute's of both."""

@@ -35,9 +35,7 @@ def get_conversation_for_user(user: User | AnonymousUser, conversation_id: objec
         raise Http404("No such conversation") from None
 
 
-def get_message_for_user(
-    user: AbstractBaseUser | AnonymousUser, message_id: object, *, role: str
-) -> Message:
+def get_message_for_user(user: User | AnonymousUser, message_id: object, *, role: str) -> Message:
     """The message with this id and role (its conversation loaded with it) if `user` owns
     its conversation; Http404 otherwise, whatever the reason, as for conversations."""
     if not user.is_authenticated:

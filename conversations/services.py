@@ -8,7 +8,7 @@ selectors.get_conversation_for_user, so it is the user's own.
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -35,7 +35,7 @@ def usable_model(slug: str | None) -> catalog.Model:
     return model
 
 
-def conversation_create(*, user: AbstractBaseUser, model: str | None = None) -> Conversation:
+def conversation_create(*, user: User, model: str | None = None) -> Conversation:
     return Conversation.objects.create(owner=user, model=usable_model(model).slug)
 
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -73,7 +73,7 @@ def validate_client_id(client_id: str) -> str:
 
 
 def turn_start_new_conversation(
-    *, user: AbstractBaseUser, model: str | None, text: str, client_id: str
+    *, user: User, model: str | None, text: str, client_id: str
 ) -> Turn:
     """A first message: its conversation and its turn in one transaction, so a message
     that is refused (too fast, too long, a model that cannot be used) leaves no empty,
@@ -88,7 +88,7 @@ def turn_start_new_conversation(
 
 def turn_start(
     *,
-    user: AbstractBaseUser,
+    user: User,
     conversation: Conversation,
     text: str,
     client_id: str,
@@ -139,7 +139,7 @@ def turn_start(
     return turn
 
 
-def turn_edit(*, user: AbstractBaseUser, message: Message, text: str, client_id: str) -> Turn:
+def turn_edit(*, user: User, message: Message, text: str, client_id: str) -> Turn:
     """Send an edited version of one of the user's messages (selectors.get_message_for_user):
     it and every later message are replaced by the new message and its reply (kept for the
     record and the bill, no longer shown or sent)."""
@@ -163,7 +163,7 @@ def _supersede_from(conversation: Conversation, edited: Message) -> list[int]:
     return ids
 
 
-def turn_regenerate(*, user: AbstractBaseUser, reply: Message) -> Turn:
+def turn_regenerate(*, user: User, reply: Message) -> Turn:
     """A new answer to the last question, in place of the last reply (which is kept for
     the record and the bill, but no longer shown or sent). `reply` is the user's own
     (selectors.get_message_for_user)."""
@@ -175,7 +175,7 @@ def turn_regenerate(*, user: AbstractBaseUser, reply: Message) -> Turn:
         return _replace_reply(user, locked, old)
 
 
-def turn_retry(*, user: AbstractBaseUser, reply: Message) -> Turn:
+def turn_retry(*, user: User, reply: Message) -> Turn:
     """Answer the question of a failed or interrupted reply again, as a new turn: a new
     reply, a new reservation, billed as one, in the failed reply's place. `reply` is the
     user's own (selectors.get_message_for_user)."""
@@ -187,7 +187,7 @@ def turn_retry(*, user: AbstractBaseUser, reply: Message) -> Turn:
         return _replace_reply(user, locked, failed)
 
 
-def _replace_reply(user: AbstractBaseUser, conversation: Conversation, old: Message) -> Turn:
+def _replace_reply(user: User, conversation: Conversation, old: Message) -> Turn:
     """Inside the turn's transaction: a new reply takes `old`'s place on the page; `old`
     stays in the records (and the bill), superseded."""
     _must_be_latest(conversation, old)
@@ -200,7 +200,7 @@ def _replace_reply(user: AbstractBaseUser, conversation: Conversation, old: Mess
     return turn
 
 
-def turn_continue(*, user: AbstractBaseUser, reply: Message) -> Turn:
+def turn_continue(*, user: User, reply: Message) -> Turn:
     """Let a reply cut off at the length limit go on: the same reply, extended by a new
     request that hands the model its own text so far (an assistant prefill). Metered and
     billed like any request. `reply` is the user's own (selectors.get_message_for_user)."""
@@ -272,7 +272,7 @@ def _must_be_latest(conversation: Conversation, reply: Message) -> None:
 
 
 def _reserve(
-    user: AbstractBaseUser,
+    user: User,
     conversation: Conversation,
     reply: Message,
     model: catalog.Model,
@@ -331,7 +331,7 @@ def _request(
 
 
 def _open_reply(
-    user: AbstractBaseUser,
+    user: User,
     conversation: Conversation,
     user_message: Message,
     model: catalog.Model,
