@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TypeVar
 from uuid import UUID
 
@@ -25,6 +26,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connections, transaction
+from django.utils import timezone
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -45,11 +47,11 @@ from llm.base import (
     TextDelta,
     Usage,
 )
-from ops import metrics
+from ops import alerts, metrics
 
 from . import catalog, meter
-from .errors import admin_detail
-from .models import Outcome, Reservation
+from .errors import CATALOG, admin_detail
+from .models import DailySpend, Outcome, Reservation, UsageRecord
 from .scheduler import Priority, scheduler
 
 log = logging.getLogger(__name__)
@@ -78,15 +80,37 @@ def reserve(
 ) -> meter.Grant:
     """Hold the most a call can cost against the payer's and the service's day, before
     anything is sent (meter.reserve: one transaction, conditional UPDATEs). Raises
-    meter.Refused when the money left cannot pay for it."""
-    return meter.reserve(
-        user=user,
-        model=model.row,
-        input_tokens=input_tokens,
-        max_tokens=max_tokens,
-        conversation_id=conversation_id,
-        message_id=message_id,
-    )
+    meter.Refused when the money left cannot pay for it; a model without a price, or the
+    service at its daily cap, is also an alert for the administrators."""
+    try:
+        return meter.reserve(
+            user=user,
+            model=model.row,
+            input_tokens=input_tokens,
+            max_tokens=max_tokens,
+            conversation_id=conversation_id,
+            message_id=message_id,
+        )
+    except meter.Refused as refused:
+        _alert_refusal(refused, model)
+        raise
+
+
+def _alert_refusal(refused: meter.Refused, model: catalog.Model) -> None:
+    """The refusals an administrator must act on: a model without a price (the words say
+    an administrator has been notified), and the service's own cap (not a person's, and not
+    money merely held by replies being written)."""
+    if refused.scope == "price":
+        alerts.raise_alert(
+            alerts.Kind.BUDGET_PRICE,
+            what_to_check=f"{CATALOG['budget_price'].admin_action} Model: {model.slug}.",
+        )
+    elif refused.scope == "service" and not refused.figures.get("held"):
+        alerts.raise_alert(
+            alerts.Kind.SERVICE_CAP_100,
+            what_to_check=str(CATALOG["budget_service"].admin_action),
+            detail=_spent_of_cap(refused.figures.get("spent"), refused.figures.get("cap")),
+        )
 
 
 class Listener:
@@ -429,8 +453,11 @@ class Call:
         self._settled = True
 
         def settle_then() -> tuple[int | None, _T]:
-            charged, recorded = _settle(self.reservation_id, ending.attempts, record)
-            return charged, then(recorded)
+            charged, recorded, crossed = _settle(self.reservation_id, ending.attempts, record)
+            result = then(recorded)
+            # After the commit: an alert never holds the day's rows locked.
+            _raise_alerts(ending, crossed)
+            return charged, result
 
         charged, result = await off_the_shared_thread(settle_then)()
         self._count(ending, charged)
@@ -456,12 +483,104 @@ def _settle(
     reservation_id: int | None,
     attempts: list[meter.Attempt],
     record: Callable[[int | None], _R],
-) -> tuple[int | None, _R]:
+) -> tuple[int | None, _R, list[tuple[str, str]]]:
+    """Settle and record in one transaction. Also returns the service's daily-cap marks
+    (80%, 100%) this charge crossed, as alert kinds with their figures, to raise after the
+    commit."""
     with transaction.atomic():
         charged = None
+        crossed: list[tuple[str, str]] = []
         if reservation_id is not None and attempts:  # (none: nothing was reserved)
             charged = meter.settle(reservation_id=reservation_id, attempts=attempts)
-        return charged, record(charged)
+            if charged:
+                crossed = _cap_crossings(reservation_id, charged)
+        return charged, record(charged), crossed
+
+
+# The service's daily cap, in percent, at which administrators are told.
+CAP_MARKS = ((100, alerts.Kind.SERVICE_CAP_100), (80, alerts.Kind.SERVICE_CAP_80))
+
+
+def _cap_crossings(reservation_id: int, charged: int) -> list[tuple[str, str]]:
+    """The marks of the service's cap that this charge went past: read in the settlement's
+    transaction, where meter.settle holds the service's row locked, so the spend before and
+    after are this charge's own and each mark is crossed by one settlement only."""
+    day = Reservation.objects.filter(pk=reservation_id).values_list("day", flat=True).first()
+    spent = (
+        DailySpend.objects.filter(scope=DailySpend.SERVICE, day=day)
+        .values_list("spent_micros", flat=True)
+        .first()
+    )
+    if spent is None:
+        return []
+    cap = meter.service_cap_micros()
+    before = spent - charged
+    for percent, kind in CAP_MARKS:  # the highest mark crossed only
+        mark = cap * percent // 100
+        if before < mark <= spent:
+            return [(kind, _spent_of_cap(spent, cap))]
+    return []
+
+
+def _spent_of_cap(spent: object, cap: object) -> str:
+    """The figures an admin reads: "Spent $80.00 of the $100.00 cap." ("" without them)."""
+    if not isinstance(spent, int) or not isinstance(cap, int):
+        return ""
+    return f"Spent {meter.format_usd(spent)} of the {meter.format_usd(cap)} cap."
+
+
+# Upstream errors that an administrator must fix: each is an alert of its own kind.
+ADMIN_KINDS = frozenset({"authentication", "permission", "billing", "spend_limit"})
+# Upstream failures that are an alert when there are many of them (ALERT_UPSTREAM_FAILURES
+# in UPSTREAM_FAILURE_WINDOW), across every process (counted in the usage records).
+FAILURE_KINDS = frozenset({"server", "overloaded", "timeout"})
+UPSTREAM_FAILURE_WINDOW = timedelta(minutes=5)
+
+
+def _raise_alerts(ending: Ending, crossed: list[tuple[str, str]]) -> None:
+    """The alerts a settled call makes. Never fails the call."""
+    try:
+        _raise_call_alerts(ending, crossed)
+    except Exception:
+        log.exception("alerts for a call could not be raised")
+
+
+def _raise_call_alerts(ending: Ending, crossed: list[tuple[str, str]]) -> None:
+    for kind, figures in crossed:
+        alerts.raise_alert(
+            kind,
+            what_to_check=str(CATALOG["budget_service"].admin_action),
+            detail=figures,
+        )
+    error = ending.error
+    for kind in sorted({a.error_kind for a in ending.attempts} & ADMIN_KINDS):
+        ours = error is not None and error.kind.value == kind
+        alerts.raise_alert(
+            kind,
+            what_to_check=CATALOG[kind].admin_action,
+            upstream_status=error.status if ours and error else None,
+            upstream_error_type=error.error_type if ours and error else "",
+            upstream_request_id=next(
+                (a.upstream_request_id for a in ending.attempts if a.error_kind == kind), ""
+            ),
+        )
+    failures = sum(a.error_kind in FAILURE_KINDS for a in ending.attempts)
+    if failures:
+        recent = UsageRecord.objects.filter(
+            error_kind__in=FAILURE_KINDS,
+            created_at__gte=timezone.now() - UPSTREAM_FAILURE_WINDOW,
+        ).count()
+        if recent > settings.ALERT_UPSTREAM_FAILURES:
+            alerts.raise_alert(
+                alerts.Kind.UPSTREAM_FAILURES,
+                count=failures,
+                what_to_check="The provider (or the network to it) is failing: see its status "
+                "page, the logs' upstream details, and LLM_FIRST_TOKEN_TIMEOUT.",
+                detail=f"{recent} server errors or timeouts in the last 5 minutes.",
+                upstream_status=error.status if error else None,
+                upstream_error_type=error.error_type if error else "",
+                upstream_request_id=error.request_id if error else "",
+            )
 
 
 def settle_abandoned(
@@ -493,7 +612,12 @@ def settle_abandoned(
                 error_kind="interrupted",
             )
         )
-    return _settle(reservation_id, attempts, charged_in_all)[1]
+    _charged, recorded, crossed = _settle(reservation_id, attempts, charged_in_all)
+    for kind, figures in crossed:
+        alerts.raise_alert(
+            kind, what_to_check=str(CATALOG["budget_service"].admin_action), detail=figures
+        )
+    return recorded
 
 
 def off_the_shared_thread(func: Callable[..., _T]) -> Callable[..., Awaitable[_T]]:

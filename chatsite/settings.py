@@ -162,6 +162,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "chatsite.pages.site",
+                "ops.context.staff_alerts",
             ],
         },
     }
@@ -351,6 +352,28 @@ MESSAGE_MAX_CHARS = envint("MESSAGE_MAX_CHARS", 32 * 1000)
 # Any HTTP request body larger than this is refused with 413 (chatsite/bodylimit.py): no
 # form here takes a file, and Django's own cap counts form fields only.
 HTTP_MAX_BODY_BYTES = envint("HTTP_MAX_BODY_BYTES", 3 * 1024 * 1024)
+
+# --- Alerts (ops/alerts.py) ---------------------------------------------------------------
+# What an administrator must act on (a refused key, the provider's billing, the service's
+# daily cap, a start-up check, a dead process's turns) is an Alert: a banner for staff on
+# every page until someone acknowledges it, and an e-mail to ALERT_EMAILS (comma list; empty:
+# no e-mail, the banner still tells staff). Each kind is mailed at most once every
+# ALERT_EMAIL_MINUTES, with how many times it happened since the last e-mail. More than
+# ALERT_UPSTREAM_FAILURES server errors or timeouts in 5 minutes make an alert too.
+ALERT_EMAILS = envlist("ALERT_EMAILS", [])
+ALERT_EMAIL_MINUTES = envint("ALERT_EMAIL_MINUTES", 15)
+ALERT_UPSTREAM_FAILURES = envint("ALERT_UPSTREAM_FAILURES", 10)
+# How often (seconds) the background sender in `serve` looks for alerts to mail.
+ALERT_SEND_INTERVAL_SECONDS = envint("ALERT_SEND_INTERVAL_SECONDS", 5)
+# Django's mail, over SMTP: the server the alerts go through.
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+# A mail server that does not answer holds up the sender this long (seconds), never a reply.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "chat@localhost")
 
 # /metrics answers staff users, and requests with "Authorization: Bearer METRICS_TOKEN".
 METRICS_TOKEN = envstr("METRICS_TOKEN", "")

@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import calls, meter
+from ops import alerts
 
 from .models import Conversation, Message, context_tokens
 from .rendering import render_markdown
@@ -71,6 +72,15 @@ def recover_stale_turns(*, stale_after: int | None = None) -> int:
             record=functools.partial(_interrupted, reply),
         )
         recovered += done.status == Message.Status.INTERRUPTED
+    if recovered:
+        # A process died with replies being written: its people saw them stop.
+        alerts.raise_alert(
+            alerts.Kind.RECOVERY,
+            count=recovered,
+            what_to_check="A server process stopped with replies being written (a crash, "
+            "an out-of-memory kill or a forced restart): see its logs.",
+            detail=f"{recovered} reply(ies) settled as interrupted.",
+        )
     return recovered
 
 

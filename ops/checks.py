@@ -1,11 +1,12 @@
-"""Startup checks: production settings that would be unsafe are refused at start."""
+"""Startup checks: production settings that would be unsafe are refused at start; alerts
+that would reach nobody by e-mail are said."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 
 @register("security")
@@ -31,3 +32,20 @@ def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
             )
         )
     return problems
+
+
+@register("ops")
+def check_alert_emails(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Alerts are always on the staff banner; without ALERT_EMAILS nobody is e-mailed, so an
+    administrator away from the site learns of a refused key only when they next look."""
+    if settings.ALERT_EMAILS:
+        return []
+    return [
+        Warning(
+            "ALERT_EMAILS is empty: alerts (a refused API key, the provider's billing, the "
+            "daily cap) are shown to staff on every page but e-mailed to nobody.",
+            hint="Set ALERT_EMAILS (a comma list) and EMAIL_HOST, EMAIL_PORT, "
+            "EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS, DEFAULT_FROM_EMAIL.",
+            id="ops.W001",
+        )
+    ]

@@ -28,3 +28,7 @@ ACTIVE_STREAMS = Gauge(
 QUEUED = Gauge(
     "chat_queued_requests", "Requests waiting for an upstream slot.", multiprocess_mode="livesum"
 )
+ALERTS = Counter("chat_alerts_total", "Alert occurrences raised, by kind.", ["kind"])
+ALERT_MAIL_FAILURES = Counter(
+    "chat_alert_mail_failures_total", "Alert e-mails the mail server did not take (retried)."
+)

@@ -1,5 +1,6 @@
 """Health and metrics: /healthz (the process answers), /readyz (it can serve: database,
-channel layer, model provider), /metrics (Prometheus, for staff or a bearer token)."""
+channel layer, model provider), /metrics (Prometheus, for staff or a bearer token); and the
+staff banner's Acknowledge button."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -21,8 +24,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from billing import catalog
+
+from . import alerts
+from .models import Alert
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -89,4 +96,48 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(
+        generate_latest(registry) + generate_latest(_open_alerts_registry()),
+        content_type=CONTENT_TYPE_LATEST,
+    )
+
+
+class _OpenAlerts:
+    """Open (unacknowledged) alerts by kind, read from the database at each scrape: the
+    same figure whichever worker answers."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        family = GaugeMetricFamily(
+            "chat_alerts_open", "Alerts not acknowledged yet, by kind.", labels=["kind"]
+        )
+        open_by_kind = dict.fromkeys(Alert.Kind.values, 0)
+        for kind in Alert.objects.filter(acknowledged_at__isnull=True).values_list(
+            "kind", flat=True
+        ):
+            open_by_kind[kind] = open_by_kind.get(kind, 0) + 1
+        for kind, count in sorted(open_by_kind.items()):
+            family.add_metric([kind], count)
+        yield family
+
+
+def _open_alerts_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_OpenAlerts())  # type: ignore[arg-type]
+    return registry
+
+
+@require_POST
+def acknowledge_alert(request: HttpRequest, alert_id: int) -> HttpResponse:
+    """The banner's Acknowledge: closes the alert for every staff member, recording who and
+    when. Anyone else gets the same 404 as for an alert that does not exist."""
+    if not (request.user.is_authenticated and request.user.is_staff):
+        raise Http404("No such alert")
+    if not Alert.objects.filter(pk=alert_id).exists():
+        raise Http404("No such alert")
+    alerts.acknowledge(alert_id, request.user)  # type: ignore[arg-type]
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = "/"
+    return HttpResponseRedirect(back)

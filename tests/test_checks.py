@@ -124,6 +124,7 @@ PRODUCTION = {
     "REDIS_URL": "redis://127.0.0.1:6379/12",
     "SECRET_KEY": "k" * 20 + "a-long-random-looking-production-secret-0123456789",
     "ALLOWED_HOSTS": "chat.example.com",
+    "ALERT_EMAILS": "ops@example.com",
 }
 
 
@@ -131,6 +132,13 @@ def test_production_settings_pass_the_deploy_check():
     result = _manage_check("--deploy", **PRODUCTION)
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_alerts_e_mailed_to_nobody_are_a_warning_not_a_refusal():
+    result = _manage_check("--deploy", **{**PRODUCTION, "ALERT_EMAILS": ""})
+    assert result.returncode == 0, result.stderr
+    assert "ops.W001" in result.stdout + result.stderr
+    assert "ALERT_EMAILS is empty" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

@@ -82,9 +82,11 @@ class Command(BaseCommand):
         if settings.ANTHROPIC_SIMULATOR:
             self._start_simulator()
         # After migrating (the checks read the model catalog) and after the simulator set
-        # its URL and key.
+        # its URL and key. A check that fails is also an alert for the administrators.
+        self._alert_failed_checks()
         self.check(display_num_errors=True)
         self._start_recovery()
+        self._start_alert_sender()
 
         host, port = options["host"], options["port"]
         if server == "daphne":
@@ -192,6 +194,26 @@ class Command(BaseCommand):
 
         stop = threading.Event()
         threading.Thread(target=loop, name="turn-recovery", daemon=True).start()
+
+    def _alert_failed_checks(self) -> None:
+        """Each start-up check that fails is an alert (banner and e-mail). The start is then
+        refused (self.check), so the e-mail is tried at once, not left to the sender."""
+        from ops import alerts
+
+        try:
+            if alerts.alert_failed_checks():
+                alerts.send_due()
+        except Exception as exc:  # The checks themselves still run and refuse the start.
+            self.stderr.write(f"Alerting on the start-up checks failed: {exc}")
+
+    def _start_alert_sender(self) -> None:
+        """Alerts are e-mailed by a thread of this process (the parent, with several
+        workers), every ALERT_SEND_INTERVAL_SECONDS: never from a reply's own path, so a
+        slow mail server delays no reply, and an alert whose e-mail failed is tried again
+        next round."""
+        from ops import alerts
+
+        alerts.start_sender(on_error=lambda exc: self.stderr.write(f"Alert e-mail failed: {exc}"))
 
     def _start_simulator(self) -> None:
         """The simulator runs here, in this process. With several workers it starts before
