@@ -62,6 +62,7 @@ NOT_OBJECT_SCOPED: dict[str, str] = {
     "metrics": "staff or a token; aggregates only",
     "support-dashboard": "staff in the Support or Admin group only (tests/test_support.py)",
     "usage": "the requester's own usage",
+    "alert-acknowledge": "staff only: anyone else gets 404 and nothing changes (below)",
 }
 # Websocket message types that name one of alice's objects, and what bob is told.
 WS_SCOPED = NOT_YOURS
@@ -237,3 +238,21 @@ async def test_bob_gets_not_found_for_alices_objects_over_the_websocket(
 
 def target_of(conversation: Conversation) -> dict[str, str]:
     return {"conversation": str(conversation.pk)}
+
+
+def test_only_staff_can_acknowledge_an_alert(alice, bob):
+    """An alert is not anyone's object: acknowledging it is staff work. A plain user (bob,
+    alice) and a signed-out visitor get the 404 of an alert that does not exist."""
+    from django.urls import reverse
+
+    from ops import alerts
+    from ops.models import Alert
+
+    alerts.raise_alert(alerts.Kind.AUTHENTICATION)
+    alert = Alert.objects.get()
+    url = reverse("alert-acknowledge", kwargs={"alert_id": alert.pk})
+    for web in (signed_in(bob), signed_in(alice), Client()):
+        assert web.post(url).status_code == 404
+        assert web.post(url.replace(str(alert.pk), "999999")).status_code == 404
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is None and alert.acknowledged_by is None
