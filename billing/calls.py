@@ -546,6 +546,9 @@ def _raise_alerts(ending: Ending, crossed: list[tuple[str, str]]) -> None:
 
 
 def _raise_call_alerts(ending: Ending, crossed: list[tuple[str, str]]) -> None:
+    # Alerts this process raised in a transaction that rolled back (a refused Retry of a
+    # model without a price) are written now, in a worker process without a sender too.
+    alerts.flush_pending()
     for kind, figures in crossed:
         alerts.raise_alert(
             kind,
