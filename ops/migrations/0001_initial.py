@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,26 +14,74 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('authentication', 'The provider refused the API key'), ('permission', 'The API key may not use this model'), ('billing', 'The provider account is out of credit'), ('spend_limit', "The provider's spend limit was reached"), ('budget_price', 'A model has no valid price'), ('upstream_failures', 'Many server errors or timeouts upstream'), ('service_cap_80', 'The service has used 80% of its daily cap'), ('service_cap_100', 'The service has reached its daily cap'), ('startup_check', 'A start-up check failed'), ('recovery', 'Replies of a dead server process were settled')], max_length=40)),
-                ('first_seen', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('count', models.PositiveIntegerField(default=1, help_text='Times it happened in all.')),
-                ('count_at_last_mail', models.PositiveIntegerField(default=0, help_text='The count the last e-mail reported.')),
-                ('last_mailed_at', models.DateTimeField(blank=True, null=True)),
-                ('what_to_check', models.TextField(blank=True)),
-                ('detail', models.TextField(blank=True, help_text='Figures or check ids; never a key.')),
-                ('upstream_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('upstream_error_type', models.CharField(blank=True, max_length=100)),
-                ('upstream_request_id', models.CharField(blank=True, max_length=200)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("authentication", "The provider refused the API key"),
+                            ("permission", "The API key may not use this model"),
+                            ("billing", "The provider account is out of credit"),
+                            ("spend_limit", "The provider's spend limit was reached"),
+                            ("budget_price", "A model has no valid price"),
+                            ("upstream_failures", "Many server errors or timeouts upstream"),
+                            ("service_cap_80", "The service has used 80% of its daily cap"),
+                            ("service_cap_100", "The service has reached its daily cap"),
+                            ("startup_check", "A start-up check failed"),
+                            ("recovery", "Replies of a dead server process were settled"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("first_seen", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                (
+                    "count",
+                    models.PositiveIntegerField(default=1, help_text="Times it happened in all."),
+                ),
+                (
+                    "count_at_last_mail",
+                    models.PositiveIntegerField(
+                        default=0, help_text="The count the last e-mail reported."
+                    ),
+                ),
+                ("last_mailed_at", models.DateTimeField(blank=True, null=True)),
+                ("what_to_check", models.TextField(blank=True)),
+                (
+                    "detail",
+                    models.TextField(blank=True, help_text="Figures or check ids; never a key."),
+                ),
+                ("upstream_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("upstream_error_type", models.CharField(blank=True, max_length=100)),
+                ("upstream_request_id", models.CharField(blank=True, max_length=200)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "acknowledged_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-last_seen'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('acknowledged_at__isnull', True)), fields=('kind',), name='ops_one_open_alert_per_kind')],
+                "ordering": ["-last_seen"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("acknowledged_at__isnull", True)),
+                        fields=("kind",),
+                        name="ops_one_open_alert_per_kind",
+                    )
+                ],
             },
         ),
     ]
