@@ -506,6 +506,8 @@ def _cap_crossings(reservation_id: int, charged: int) -> list[tuple[str, str]]:
     transaction, where meter.settle holds the service's row locked, so the spend before and
     after are this charge's own and each mark is crossed by one settlement only."""
     day = Reservation.objects.filter(pk=reservation_id).values_list("day", flat=True).first()
+    if day is None:
+        return []
     spent = (
         DailySpend.objects.filter(scope=DailySpend.SERVICE, day=day)
         .values_list("spent_micros", flat=True)
