@@ -104,6 +104,36 @@ async def test_a_wrong_key_is_an_authentication_error(simulator):
     events = await collect(provider_for(simulator.url, key="sk-wrong"), request("Hi"))
     assert isinstance(events[0], StreamError)
     assert (events[0].status, events[0].kind) == (401, ErrorKind.AUTHENTICATION)
+    assert events[0].message == "invalid x-api-key"
+
+
+@pytest.mark.parametrize("auth", ["either", "x-api-key"])
+async def test_the_provider_sends_x_api_key_and_works_where_that_is_taken(auth):
+    """The provider keeps the header the protocol documents, x-api-key with anthropic-version
+    2023-06-01, and no Authorization header: it works against a server that takes either
+    header (as the real API does, and the newest SDK's Bearer too) or x-api-key alone."""
+    sim = start_in_thread(SimulatorConfig(latency_ms=0, api_key=TEST_KEY, auth=auth))
+    try:
+        events = await collect(provider_for(sim.url), request("Hi [sim:tokens=3]"))
+        assert isinstance(events[-1], StreamEnd)
+        assert text_of(events) == reply_text("Hi [sim:tokens=3]", tokens=3)
+        assert sim.app.stats.credentials == {"x-api-key": 1}
+        assert sim.app.stats.last_version == "2023-06-01"
+    finally:
+        sim.stop()
+
+
+async def test_a_server_that_takes_only_bearer_refuses_the_provider_as_authentication():
+    """The control for the test above (the provider really sends no Bearer): such a server's
+    refusal reaches the app as an authentication error, which the error catalog words."""
+    sim = start_in_thread(SimulatorConfig(latency_ms=0, api_key=TEST_KEY, auth="bearer"))
+    try:
+        events = await collect(provider_for(sim.url), request("Hi [sim:tokens=3]"))
+        assert len(events) == 1 and isinstance(events[0], StreamError)
+        assert (events[0].status, events[0].kind) == (401, ErrorKind.AUTHENTICATION)
+        assert sim.app.stats.credentials == {"x-api-key": 1}
+    finally:
+        sim.stop()
 
 
 async def test_a_wrong_model_slug_is_not_found(simulator):

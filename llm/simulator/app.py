@@ -4,6 +4,9 @@ It behaves as the model card describes the model: about 200 ms per token, 60 req
 minute (a token bucket refilled continuously; beyond it a 429 with retry-after), a $100
 daily spend limit, 4096 output tokens at most, a 128k context window, 401 on a wrong key
 and 404 on any model slug but its own. Faults are injected with directives (replies.py).
+
+Like the real API it takes the key as `x-api-key` or as `Authorization: Bearer` (the
+official SDK sends the second, 2.15.0 at least) and any `anthropic-version` that is a date.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .replies import Directives, count_tokens, parse_directives, reply_text, tokenize
@@ -45,6 +49,17 @@ ERROR_MESSAGES = {
     529: "Overloaded",
 }
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# Which headers a simulator takes the key from: "either" (the real API's way), or only one,
+# to stand for a gateway that knows one of them (tests use it to prove what a client sends).
+AUTH_MODES = ("either", "x-api-key", "bearer")
+# The real API's words for a key it refuses, by the header it came in.
+_INVALID_KEY = {"x-api-key": "invalid x-api-key", "bearer": "Invalid bearer token"}
+_MISSING_KEY = {
+    "either": "x-api-key header is required",
+    "x-api-key": "x-api-key header is required",
+    "bearer": "Authorization header with a Bearer token is required",
+}
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass
@@ -54,6 +69,7 @@ class SimulatorConfig:
     rpm: int = 60
     burst: int | None = None  # bucket size; defaults to rpm
     api_key: str | None = None  # None: any non-empty key is accepted
+    auth: str = "either"  # one of AUTH_MODES
     max_output_tokens: int = 4096
     context_window: int = 128_000
     input_price_micros_per_1k: int = 1000  # $0.001 per 1k input tokens
@@ -72,6 +88,10 @@ class SimulatorStats:
     # When the latest Messages request arrived (Unix seconds, its headers read): a
     # benchmark in another process times what the app does before a request leaves.
     last_request_at: float = 0.0
+    # Which credential headers requests carried ("x-api-key", "bearer", "both" or "none"),
+    # counted, and the latest anthropic-version: what a client really sends, never the key.
+    credentials: dict[str, int] = field(default_factory=dict)
+    last_version: str = ""
 
 
 class TokenBucket:
@@ -119,6 +139,8 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig | None = None):
         self.config = config or SimulatorConfig()
+        if self.config.auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {AUTH_MODES}, not {self.config.auth!r}")
         rate = self.config.rpm / 60.0
         self.bucket = TokenBucket(rate, float(self.config.burst or self.config.rpm))
         self.stats = SimulatorStats()
@@ -197,10 +219,45 @@ class Simulator:
         await send({"type": "http.response.body", "body": body})
 
     # --- request checks ------------------------------------------------------------------
-    def _authenticate(self, headers: dict[str, str]) -> None:
-        key = headers.get("x-api-key", "")
-        if not key or (self.config.api_key is not None and key != self.config.api_key):
-            raise HttpError(401)
+    def _authenticate(self, headers: dict[str, str]) -> str:
+        """Accept the key from whichever header the mode allows; one that matches is enough.
+
+        The 401 names the header the refused key came in, as the real API does: a client
+        that sent a Bearer token is not told about an x-api-key it never sent. Returns the
+        header the accepted key came in ("x-api-key" or "bearer")."""
+        presented: dict[str, str] = {}
+        if headers.get("x-api-key"):
+            presented["x-api-key"] = headers["x-api-key"]
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            presented["bearer"] = token.strip()
+        seen = "both" if len(presented) == 2 else next(iter(presented), "none")
+        self.stats.credentials[seen] = self.stats.credentials.get(seen, 0) + 1
+        mode = self.config.auth
+        usable = {k: v for k, v in presented.items() if mode in {"either", k}}
+        if not usable:
+            raise HttpError(401, _MISSING_KEY[mode])
+        for header, key in usable.items():
+            if self.config.api_key is None or key == self.config.api_key:
+                return header
+        raise HttpError(401, _INVALID_KEY[next(iter(usable))])
+
+    def _check_version(self, headers: dict[str, str]) -> None:
+        """Any date is a version, as the real API takes the one each SDK release pins (the
+        provider sends 2023-06-01, anthropic 2.15.0 sends 2026-10-21). A missing header is
+        let through: curl and benchmarks may leave it out, and nothing here depends on it."""
+        version = headers.get("anthropic-version")
+        if version is None:
+            return
+        try:
+            if not _VERSION.fullmatch(version):
+                raise ValueError(version)
+            date.fromisoformat(version)
+        except ValueError:
+            raise HttpError(
+                400, f"anthropic-version: {version[:40]!r} is not a valid version (YYYY-MM-DD)"
+            ) from None
+        self.stats.last_version = version
 
     def _parse(self, body: bytes, *, need_max_tokens: bool) -> dict[str, Any]:
         try:
@@ -308,7 +365,7 @@ class Simulator:
             raise HttpError(429, headers=headers)
         return headers
 
-    def _injected_error(self, directives: Directives, prompt: str) -> None:
+    def _injected_error(self, directives: Directives, prompt: str, key_header: str) -> None:
         error = directives.error
         if error is None:
             return
@@ -339,13 +396,16 @@ class Simulator:
         except ValueError:
             return
         headers = {"retry-after": f"{directives.retry_after:g}"} if status == 429 else None
-        raise HttpError(status, headers=headers)
+        # An injected 401 stands for a key that stopped working: worded for its header.
+        message = _INVALID_KEY[key_header] if status == 401 else None
+        raise HttpError(status, message, headers=headers)
 
     # --- endpoints -----------------------------------------------------------------------
     async def _count_tokens(
         self, send: Any, headers: dict[str, str], body: bytes, request_id: str
     ) -> None:
         self._authenticate(headers)
+        self._check_version(headers)
         payload = self._parse(body, need_max_tokens=False)
         await self._json(send, 200, {"input_tokens": self._input_tokens(payload)}, request_id)
 
@@ -353,13 +413,14 @@ class Simulator:
         self, send: Any, receive: Any, headers: dict[str, str], body: bytes, request_id: str
     ) -> None:
         self.stats.requests += 1
-        self._authenticate(headers)
+        key_header = self._authenticate(headers)
+        self._check_version(headers)
         payload = self._parse(body, need_max_tokens=True)
         limit_headers = self._rate_limit()
         self._check_spend()
         prompt = self._last_user_text(payload)
         directives = parse_directives(prompt)
-        self._injected_error(directives, prompt)
+        self._injected_error(directives, prompt, key_header)
         input_tokens = self._input_tokens(payload)
         max_tokens = payload["max_tokens"]
         if input_tokens + max_tokens > self.config.context_window:

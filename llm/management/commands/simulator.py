@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from llm.simulator import SimulatorConfig, serve_forever
+from llm.simulator.app import AUTH_MODES
 
 
 class Command(BaseCommand):
@@ -20,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--rpm", type=int, default=60, help="requests per minute")
         parser.add_argument("--burst", type=int, default=None, help="bucket size (default: rpm)")
         parser.add_argument("--api-key", default=None, help="the only key accepted")
+        parser.add_argument(
+            "--auth",
+            choices=AUTH_MODES,
+            default="either",
+            help="where the key is read: x-api-key or Authorization: Bearer (either, by default)",
+        )
         parser.add_argument("--daily-limit-usd", type=float, default=100.0)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -28,6 +35,7 @@ class Command(BaseCommand):
             rpm=options["rpm"],
             burst=options["burst"],
             api_key=options["api_key"],
+            auth=options["auth"],
             daily_limit_micros=round(options["daily_limit_usd"] * 1_000_000),
         )
         self.stdout.write(
