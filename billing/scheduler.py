@@ -49,6 +49,17 @@ class Priority(StrEnum):
 
 OnQueued = Callable[[int, float], Awaitable[None]]
 HEADROOM = 1.05  # slots a little further apart than the upstream's rate: jitter never doubles one
+# Slots fall due one interval apart whether or not a process is there to hand them out that
+# instant. For an upstream faster than a slot every CATCH_UP_SECONDS, a tick hands out every
+# slot that fell due in the last CATCH_UP_SECONDS less one interval (older ones are gone):
+# a busy event loop that ticks late does not slow it to one request a tick, and no second
+# gets more than its share (the window is shorter than the headroom). A slower upstream's
+# slots are one interval apart from the last one handed out, as they fall.
+CATCH_UP_SECONDS = 0.025
+
+
+def _catch_up(interval: float) -> float:
+    return max(0.0, CATCH_UP_SECONDS - interval)
 
 
 @dataclass(frozen=True)
@@ -152,14 +163,16 @@ class MemoryQueue:
 
     async def tick(self, key: str, owner: str, interval: float, waiting: list[str]) -> Tick:
         line, now = self._line(key), self.clock()
-        if now >= line.next_at and (rid := self._next(line, now)) is not None:
+        next_at = max(line.next_at, now - _catch_up(interval))
+        while now >= next_at and (rid := self._next(line, now)) is not None:
             entry = line.entries[rid]
             people = line.turns[entry.cls]
             if people[0] == entry.who:  # served in turn: the person goes to the back
                 people.rotate(-1)
             self._remove(line, rid)
             line.granted.setdefault(entry.owner, []).append(rid)
-            line.next_at = now + interval
+            next_at += interval
+            line.next_at = next_at
         mine = line.granted.pop(owner, [])
         lost = [rid for rid in waiting if rid not in line.entries and rid not in mine]
         return Tick(mine, line.next_at, now, len(line.entries), line.version, lost)
@@ -292,7 +305,8 @@ local function aged()
     redis.call('ZREM', p .. ':aged', oldest[1])
   end
 end
-local next_at = tonumber(redis.call('GET', p .. ':next') or '0')
+local catch_up = math.max(0, CATCH_UP - interval)
+local next_at = math.max(tonumber(redis.call('GET', p .. ':next') or '0'), now - catch_up)
 while now >= next_at do
   local rid = in_turn('interactive') or aged() or in_turn('api') or in_turn('batch')
   if not rid then break end
@@ -306,7 +320,7 @@ while now >= next_at do
   if seen >= now - lease then
     redis.call('RPUSH', p .. ':got:' .. holder, rid)
     redis.call('EXPIRE', p .. ':got:' .. holder, 600)
-    next_at = now + interval
+    next_at = next_at + interval
     redis.call('SET', p .. ':next', tostring(next_at), 'PX', math.ceil(interval * 1000) + 60000)
   end
 end
@@ -323,7 +337,7 @@ for i = 6, #ARGV do
 end
 local ver = redis.call('GET', p .. ':ver') or '0'
 return {mine, tostring(next_at), tostring(now), redis.call('HLEN', p .. ':meta'), ver, lost}
-"""
+""".replace("CATCH_UP", repr(CATCH_UP_SECONDS))
 )
 # ARGV: P, max wait of batch, rid... Returns each rid's position (-1: not waiting); the
 # same count as MemoryQueue's _position.

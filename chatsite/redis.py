@@ -12,6 +12,10 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] =
 )
 
 
+POOL_CONNECTIONS = 100
+POOL_WAIT_SECONDS = 30
+
+
 def client(url: str) -> Any:
     """The redis.asyncio client for `url` on the running loop (a client belongs to the
     loop that made it)."""
@@ -19,5 +23,10 @@ def client(url: str) -> Any:
 
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if url not in per_loop:
-        per_loop[url] = redis.Redis.from_url(url)
+        # A burst of requests beyond the pool waits for a connection instead of failing
+        # with "Too many connections" (redis-py's default pool refuses the 101st).
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECONDS
+        )
+        per_loop[url] = redis.Redis(connection_pool=pool)
     return per_loop[url]

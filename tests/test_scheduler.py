@@ -93,6 +93,31 @@ async def test_requests_go_out_one_slot_apart_and_are_told_their_place(kind, mak
 
 
 @pytest.mark.parametrize("kind", QUEUES)
+async def test_a_fast_upstream_is_not_slowed_to_one_request_a_tick(kind, make):
+    """With slots far closer together than a round trip (the local simulator, a fast
+    upstream), each tick hands out every slot that fell due since the last one: a burst of
+    requests goes out in a few ticks, not one tick each (at 25 turns a second on a busy
+    event loop, one a tick queued them for minutes; bench/RESULTS.md, 2026-12-02)."""
+    scheduler, key, log = make(kind, 100_000_000), uuid.uuid4().hex, Log()
+    ticks = 0
+    tick = scheduler.queue.tick
+
+    async def counted(*args: object) -> object:
+        nonlocal ticks
+        ticks += 1
+        await asyncio.sleep(0.005)  # a round trip on a busy loop
+        return await tick(*args)  # type: ignore[arg-type]
+
+    scheduler.queue.tick = counted  # type: ignore[method-assign]
+    names = [f"r{n}" for n in range(200)]
+    await asyncio.wait_for(
+        asyncio.gather(*(log.take(scheduler, key, name, who=name) for name in names)), 30
+    )
+    assert sorted(log.order) == sorted(names)
+    assert ticks < 40, ticks
+
+
+@pytest.mark.parametrize("kind", QUEUES)
 async def test_someone_elses_first_request_waits_one_slot_at_most(kind, make):
     scheduler, key, log = make(kind, 600), uuid.uuid4().hex, Log()
     alice = [
