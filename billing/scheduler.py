@@ -557,7 +557,10 @@ class Scheduler:
                     await self._rejoin(key, dispatcher, tick.lost)
                     continue
                 await self._tell(key, dispatcher, tick)
-                pause = min(max(0.0, tick.next_at - tick.now), REFRESH_SECONDS)
+                if tick.waiting:  # until the next slot
+                    pause = min(max(0.0, tick.next_at - tick.now), REFRESH_SECONDS)
+                else:  # nobody waits (a join in flight wakes this when it lands)
+                    pause = REFRESH_SECONDS
             except Exception:
                 pause = REFRESH_SECONDS  # the queue's store is away: try again shortly
             with contextlib.suppress(TimeoutError):
