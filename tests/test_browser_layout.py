@@ -42,9 +42,17 @@ from django.utils import timezone
 from conversations.models import Conversation
 alice = get_user_model().objects.get(username="alice")
 now = timezone.now()
+midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+# Whatever the time of day: Topics 1-3 today, 4-6 yesterday, 7-12 in the week before,
+# the rest older; newest first in the order of their numbers.
 for n in range(1, 31):
     c = Conversation.objects.create(owner=alice, model="claude-4-6", title=f"Topic {n:02}")
-    when = now - datetime.timedelta(hours=2 * n) - datetime.timedelta(days=max(0, n - 6))
+    if n <= 3:
+        when = now - datetime.timedelta(seconds=n)
+    elif n <= 6:
+        when = midnight - datetime.timedelta(hours=n)
+    else:
+        when = midnight - datetime.timedelta(days=n - 5)
     Conversation.objects.filter(pk=c.pk).update(updated_at=when)
 """
 
